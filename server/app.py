@@ -1,0 +1,205 @@
+"""The composition root: settings → services (database, broker, signer) → ASGI app.
+
+``create_app(settings)`` builds the starlette application; its lifespan starts
+the embedded PostgreSQL when ``DATABASE_URL`` is unset, connects the pool,
+applies migrations and starts the broker, and undoes all of it on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server import pages_admin, pages_auth, pages_organizer, pages_sponsor
+from server.broker import Broker, create_broker
+from server.db import Database, ensure_database
+from server.errors import Forbidden, NotFound, RuleViolation
+from server.metrics import BUILD_INFO, MetricsMiddleware, metrics_endpoint
+from server.pg_embedded import EmbeddedPostgres
+from server.security import Signer
+from server.settings import Settings
+from server.web import AppRoute, BadRequest, CSRFCookieMiddleware, CSRFError, NotLoggedIn, render
+
+log = logging.getLogger("server.app")
+EMBEDDED_DB_NAME = "webinar"
+
+try:
+    VERSION = version("webinar")
+except PackageNotFoundError:  # running from a source tree without install
+    VERSION = "0.0.0+source"
+
+
+@dataclass
+class Services:
+    """What request handlers and background tasks share. One per process."""
+
+    settings: Settings
+    db: Database
+    signer: Signer
+    broker: Broker
+    embedded_pg: EmbeddedPostgres | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.asynccontextmanager
+async def open_database(settings: Settings, *, adopt_embedded: bool) -> AsyncIterator[tuple[Database, EmbeddedPostgres | None]]:
+    """Connect (starting the embedded server if needed) and migrate. ``adopt_embedded``:
+    stop the embedded server on exit even if another process started it (``serve`` does)."""
+    pg: EmbeddedPostgres | None = None
+    dsn = settings.database_url
+    if dsn is None:
+        pg = EmbeddedPostgres(settings.postgres_dir)
+        await asyncio.to_thread(pg.start)
+        if adopt_embedded:
+            pg.owned = True
+        await ensure_database(pg.dsn, EMBEDDED_DB_NAME)
+        dsn = pg.dsn_for(EMBEDDED_DB_NAME)
+    db = Database(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    try:
+        await db.connect()
+        await db.migrate()
+        yield db, pg
+    finally:
+        await db.close()
+        if pg is not None:
+            await asyncio.to_thread(pg.stop_if_owned)
+
+
+async def healthz(request: Request) -> Response:
+    """For monitoring: 200 when the database answers within 2 s, else 503."""
+    svc: Services = request.app.state.services
+    body: dict[str, Any] = {"status": "ok", "version": VERSION, "database": "ok"}
+    try:
+        async with asyncio.timeout(2):
+            await svc.db.fetchval("SELECT 1")
+    except Exception as exc:  # any failure means "not healthy"
+        body.update(status="error", database=f"unreachable: {type(exc).__name__}")
+        return JSONResponse(body, status_code=503)
+    return JSONResponse(body)
+
+
+async def _error_page(request: Request, status: int, key: str) -> Response:
+    try:
+        return await render(request, "error.html", status_code=status, message_key=key)
+    except Exception:  # the page itself failed (database down?): plain text
+        return Response(key, status_code=status, media_type="text/plain")
+
+
+async def on_not_logged_in(request: Request, exc: Exception) -> Response:
+    from urllib.parse import quote
+
+    return Response(status_code=303, headers={"location": f"/login?next={quote(request.url.path)}"})
+
+
+async def on_forbidden(request: Request, exc: Exception) -> Response:
+    key = exc.args[0] if exc.args and str(exc.args[0]).count(".") == 1 else "error.403"
+    return await _error_page(request, 403, key)
+
+
+async def on_not_found(request: Request, exc: Exception) -> Response:
+    return await _error_page(request, 404, "error.404")
+
+
+async def on_csrf(request: Request, exc: Exception) -> Response:
+    return await _error_page(request, 403, "error.csrf")
+
+
+async def on_bad_request(request: Request, exc: Exception) -> Response:
+    return Response(f"Bad request: {getattr(exc, 'detail', '')}", status_code=400, media_type="text/plain")
+
+
+async def on_rule(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RuleViolation)
+    return Response(str(exc), status_code=409, media_type="text/plain")
+
+
+class SecurityHeadersMiddleware:
+    """Conservative defaults on every response; a route may set its own values first."""
+
+    HEADERS = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
+        (b"x-frame-options", b"DENY"),
+    ]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in self.HEADERS if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def build_routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
+        AppRoute("/healthz", healthz, access="public", methods=["GET"]),
+        AppRoute("/metrics", metrics_endpoint, access="public", methods=["GET"]),
+        Mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static"),
+    ]
+    for module in (pages_auth, pages_organizer, pages_admin, pages_sponsor):
+        routes.extend(module.routes)
+    return routes
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI application. Services are built in the lifespan, so the app can be
+    created without a database (and ``app.routes`` inspected)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        async with open_database(settings, adopt_embedded=True) as (db, pg):
+            broker = create_broker(settings.redis_url)
+            await broker.start()
+            app.state.services = Services(settings, db, Signer(settings.resolved_secret()), broker, pg)
+            BUILD_INFO.labels(VERSION).set(1)
+            log.info("server ready", extra={"url": settings.base_url, "redis": bool(settings.redis_url)})
+            try:
+                yield
+            finally:
+                await broker.close()
+                log.info("server stopped")
+
+    app = Starlette(
+        routes=build_routes(),
+        middleware=[
+            Middleware(MetricsMiddleware),
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(CSRFCookieMiddleware, signer_factory=lambda: app.state.services.signer),
+        ],
+        exception_handlers={
+            NotLoggedIn: on_not_logged_in,
+            Forbidden: on_forbidden,
+            NotFound: on_not_found,
+            CSRFError: on_csrf,
+            BadRequest: on_bad_request,
+            RuleViolation: on_rule,
+            404: on_not_found,
+        },
+        lifespan=lifespan,
+    )
+    return app

@@ -1,0 +1,177 @@
+"""The one settings object.
+
+Every knob is read here, from environment variables, with defaults under which
+``webinar serve`` works with nothing set: an embedded private PostgreSQL in the
+data folder, in-process fan-out, mail written to an outbox folder.
+Command-line options override the environment (see :mod:`server.cli`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_DATA_DIR = "webinar-data"
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server configuration. Ports are TCP except ``srt_port`` (UDP)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    rtmp_port: int = 1935
+    srt_port: int = 9000
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    database_url: str | None = None
+    """``DATABASE_URL``; unset = embedded private PostgreSQL in ``data_dir/postgres``."""
+    redis_url: str | None = None
+    """``REDIS_URL``; unset = in-process fan-out (one process)."""
+    public_url: str | None = None
+    """Base URL people use to reach the server (``WEBINAR_PUBLIC_URL``); default http://host:port."""
+    media_host: str | None = None
+    """Host name put into rtmp:// and srt:// URLs shown to organizers; default the public URL's host."""
+    secret_key: str | None = None
+    """Signs sessions, CSRF tokens and links. Unset: generated once into ``data_dir/secret_key``."""
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    session_max_age_s: int = 14 * 24 * 3600
+    login_max_failures: int = 5
+    """Failed logins for one email within ``login_window_s`` before further tries are refused."""
+    login_max_failures_per_ip: int = 30
+    login_window_s: int = 15 * 60
+    log_level: str = "INFO"
+    log_json: bool = True
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    mail_from: str = "webinar@localhost"
+    enable_rtmp: bool = True
+    enable_srt: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        """Read ``WEBINAR_*``, ``DATABASE_URL`` and ``REDIS_URL``; ``overrides`` (not None) win."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {
+            "host": env.get("WEBINAR_HOST", cls.host),
+            "port": _env_int(env, "WEBINAR_PORT", cls.port),
+            "rtmp_port": _env_int(env, "WEBINAR_RTMP_PORT", cls.rtmp_port),
+            "srt_port": _env_int(env, "WEBINAR_SRT_PORT", cls.srt_port),
+            "data_dir": Path(env.get("WEBINAR_DATA_DIR", DEFAULT_DATA_DIR)),
+            "database_url": env.get("DATABASE_URL") or None,
+            "redis_url": env.get("REDIS_URL") or None,
+            "public_url": env.get("WEBINAR_PUBLIC_URL") or None,
+            "media_host": env.get("WEBINAR_MEDIA_HOST") or None,
+            "secret_key": env.get("WEBINAR_SECRET_KEY") or None,
+            "db_pool_min": _env_int(env, "WEBINAR_DB_POOL_MIN", cls.db_pool_min),
+            "db_pool_max": _env_int(env, "WEBINAR_DB_POOL_MAX", cls.db_pool_max),
+            "session_max_age_s": _env_int(env, "WEBINAR_SESSION_MAX_AGE", cls.session_max_age_s),
+            "login_max_failures": _env_int(env, "WEBINAR_LOGIN_MAX_FAILURES", cls.login_max_failures),
+            "login_max_failures_per_ip": _env_int(
+                env, "WEBINAR_LOGIN_MAX_FAILURES_PER_IP", cls.login_max_failures_per_ip
+            ),
+            "login_window_s": _env_int(env, "WEBINAR_LOGIN_WINDOW", cls.login_window_s),
+            "log_level": env.get("WEBINAR_LOG_LEVEL", cls.log_level).upper(),
+            "log_json": _env_bool(env, "WEBINAR_LOG_JSON", cls.log_json),
+            "smtp_host": env.get("WEBINAR_SMTP_HOST") or None,
+            "smtp_port": _env_int(env, "WEBINAR_SMTP_PORT", cls.smtp_port),
+            "mail_from": env.get("WEBINAR_MAIL_FROM", cls.mail_from),
+            "enable_rtmp": _env_bool(env, "WEBINAR_ENABLE_RTMP", cls.enable_rtmp),
+            "enable_srt": _env_bool(env, "WEBINAR_ENABLE_SRT", cls.enable_srt),
+        }
+        for key, value in overrides.items():
+            if key not in values:
+                raise SettingsError(f"unknown setting {key!r}")
+            if value is not None:
+                values[key] = Path(value) if key == "data_dir" else value
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for name in ("port", "rtmp_port", "srt_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise SettingsError(f"{name} must be between 0 and 65535, got {value}")
+        if self.db_pool_min < 1 or self.db_pool_max < self.db_pool_min:
+            raise SettingsError("database pool sizes must satisfy 1 <= min <= max")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"WEBINAR_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+
+    def replace(self, **changes: object) -> "Settings":
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    # Derived locations -----------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def public_media_host(self) -> str:
+        if self.media_host:
+            return self.media_host
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.base_url).hostname or "127.0.0.1"
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.data_dir / "postgres"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    def resolved_secret(self) -> str:
+        """The secret key: the setting, else one generated once into ``data_dir/secret_key`` (mode 0600)."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
