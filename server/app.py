@@ -23,6 +23,14 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ingest.gateway import IngestGateway
+from ingest.rtmp_listener import RTMPListener
+from ingest.srt import SRTListener, SRTUnavailable
+from player import origin
+from player.live import WARN_BEFORE_S, LiveManager, encode_event
+from player.publication import Publication
+from player.replay import remux_in_subprocess
+from player.storage import LocalMediaStore
 from server import pages_admin, pages_auth, pages_organizer, pages_sponsor
 from server.broker import Broker, create_broker
 from server.db import Database, ensure_database
@@ -32,6 +40,7 @@ from server.pg_embedded import EmbeddedPostgres
 from server.security import Signer
 from server.settings import Settings
 from server.web import AppRoute, BadRequest, CSRFCookieMiddleware, CSRFError, NotLoggedIn, render
+from server.webinars import set_state
 
 log = logging.getLogger("server.app")
 EMBEDDED_DB_NAME = "webinar"
@@ -154,13 +163,63 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_wrapper)
 
 
+@contextlib.asynccontextmanager
+async def media_services(svc: Services) -> AsyncIterator[None]:
+    """Media store, live manager and the RTMP/SRT listeners (each can be turned off)."""
+    settings = svc.settings
+    store = LocalMediaStore(settings.media_dir)
+
+    async def persist_state(webinar_id: Any, state: str) -> None:
+        await set_state(svc.db, webinar_id, state)
+
+    async def announce(webinar_id: Any, event: dict[str, Any]) -> None:
+        await svc.broker.publish(f"live:{webinar_id}", encode_event(event))
+
+    async def after_end(publication: Publication) -> None:
+        try:
+            await remux_in_subprocess(store.root, publication.webinar_id)
+        except Exception:
+            log.exception("replay MP4 of %s failed", publication.webinar_id)
+
+    live = LiveManager(store, set_state=persist_state, announce=announce, after_end=after_end,
+                       grace_s=settings.live_grace_s, max_live_s=settings.live_max_s,
+                       warn_before_s=tuple(w for w in WARN_BEFORE_S if w < settings.live_max_s))
+    gateway = IngestGateway(svc.db, live)
+    svc.extras.update(media_store=store, live=live, gateway=gateway)
+    await gateway.start()
+    listeners: list[Any] = []
+    try:
+        if settings.enable_rtmp:
+            rtmp = RTMPListener(gateway.authorize, host=settings.host, port=settings.rtmp_port)
+            await rtmp.start()
+            listeners.append(rtmp)
+            log.info("RTMP ingest on %s:%d", settings.host, rtmp.port)
+        if settings.enable_srt:
+            srt = SRTListener(settings.host, settings.srt_port, authorize=lambda key: gateway.authorize("srt", key),
+                              precheck=gateway.precheck)
+            try:
+                await srt.start()
+            except SRTUnavailable as exc:
+                log.warning("SRT ingest disabled: %s", exc)
+            else:
+                listeners.append(srt)
+                log.info("SRT ingest on %s:%d (UDP)", settings.host, srt.port)
+        svc.extras["listeners"] = listeners
+        yield
+    finally:
+        for listener in reversed(listeners):
+            await listener.close()
+        await live.close()
+        await gateway.close()
+
+
 def build_routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [
         AppRoute("/healthz", healthz, access="public", methods=["GET"]),
         AppRoute("/metrics", metrics_endpoint, access="public", methods=["GET"]),
         Mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static"),
     ]
-    for module in (pages_auth, pages_organizer, pages_admin, pages_sponsor):
+    for module in (pages_auth, pages_organizer, pages_admin, pages_sponsor, origin):
         routes.extend(module.routes)
     return routes
 
@@ -175,21 +234,24 @@ def create_app(settings: Settings) -> Starlette:
         async with open_database(settings, adopt_embedded=True) as (db, pg):
             broker = create_broker(settings.redis_url)
             await broker.start()
-            app.state.services = Services(settings, db, Signer(settings.resolved_secret()), broker, pg)
-            BUILD_INFO.labels(VERSION).set(1)
-            log.info("server ready", extra={"url": settings.base_url, "redis": bool(settings.redis_url)})
-            try:
+            svc = Services(settings, db, Signer(settings.resolved_secret()), broker, pg)
+            app.state.services = svc
+            async with media_services(svc):
+                BUILD_INFO.labels(VERSION).set(1)
+                log.info("server ready", extra={"url": settings.base_url, "redis": bool(settings.redis_url)})
                 yield
-            finally:
-                await broker.close()
-                log.info("server stopped")
+            await broker.close()
+            log.info("server stopped")
 
-    app = Starlette(
+    def signer() -> Signer:
+        return app.state.services.signer  # type: ignore[no-any-return]
+
+    app: Starlette = Starlette(
         routes=build_routes(),
         middleware=[
             Middleware(MetricsMiddleware),
             Middleware(SecurityHeadersMiddleware),
-            Middleware(CSRFCookieMiddleware, signer_factory=lambda: app.state.services.signer),
+            Middleware(CSRFCookieMiddleware, signer_factory=signer),
         ],
         exception_handlers={
             NotLoggedIn: on_not_logged_in,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.datastructures import FormData
@@ -46,7 +47,7 @@ def parse_schedule(form: FormData) -> tuple[dt.datetime, int]:
     return starts_at, duration
 
 
-async def _account_context(request: Request, account_id: uuid.UUID) -> dict[str, object]:
+async def _account_context(request: Request, account_id: uuid.UUID) -> dict[str, Any]:
     db = services(request).db
     orders = await account_orders(db, account_id)
     quotas = [(o, await webinars_used(db, o.id)) for o in orders]

@@ -8,8 +8,8 @@ from starlette.responses import Response
 
 from server.accounts import get_account
 from server.errors import NotFound
-from server.sponsor_keys import SponsorScope
 from server.permissions import sponsor_scope
+from server.sponsor_keys import SponsorScope
 from server.web import AppRoute, path_uuid, render, services
 
 

@@ -28,6 +28,16 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
 def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -76,6 +86,10 @@ class Settings:
     mail_from: str = "webinar@localhost"
     enable_rtmp: bool = True
     enable_srt: bool = True
+    live_grace_s: float = 30.0
+    """Seconds a live waits for a dropped publisher to come back before it ends."""
+    live_max_s: float = 4 * 3600.0
+    """R-ROOM-2: a live is cut after this many seconds (4 hours); warnings come before."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -107,12 +121,14 @@ class Settings:
             "mail_from": env.get("WEBINAR_MAIL_FROM", cls.mail_from),
             "enable_rtmp": _env_bool(env, "WEBINAR_ENABLE_RTMP", cls.enable_rtmp),
             "enable_srt": _env_bool(env, "WEBINAR_ENABLE_SRT", cls.enable_srt),
+            "live_grace_s": _env_float(env, "WEBINAR_LIVE_GRACE_S", cls.live_grace_s),
+            "live_max_s": _env_float(env, "WEBINAR_LIVE_MAX_S", cls.live_max_s),
         }
         for key, value in overrides.items():
             if key not in values:
                 raise SettingsError(f"unknown setting {key!r}")
             if value is not None:
-                values[key] = Path(value) if key == "data_dir" else value
+                values[key] = Path(str(value)) if key == "data_dir" else value
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
         return settings
@@ -124,6 +140,10 @@ class Settings:
                 raise SettingsError(f"{name} must be between 0 and 65535, got {value}")
         if self.db_pool_min < 1 or self.db_pool_max < self.db_pool_min:
             raise SettingsError("database pool sizes must satisfy 1 <= min <= max")
+        if not 0 <= self.live_grace_s <= 600:
+            raise SettingsError("WEBINAR_LIVE_GRACE_S must be between 0 and 600 seconds")
+        if not 0 < self.live_max_s <= 4 * 3600:
+            raise SettingsError("WEBINAR_LIVE_MAX_S must be positive and at most 4 hours (R-ROOM-2)")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"WEBINAR_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
 

@@ -18,7 +18,8 @@ import uvicorn
 from server.app import create_app
 from server.db import Database
 from server.settings import Settings
-from tests.support.postgres import PostgresForTests, free_port
+from tests.support.net import free_port, free_udp_port
+from tests.support.postgres import PostgresForTests
 
 
 @pytest.fixture(scope="session")
@@ -108,11 +109,14 @@ class Browser(httpx.AsyncClient):
 
 
 @pytest.fixture
-async def live(pg: PostgresForTests) -> AsyncIterator[LiveServer]:
+async def live(pg: PostgresForTests, request: pytest.FixtureRequest) -> AsyncIterator[LiveServer]:
+    """A running server. ``@pytest.mark.settings(name=value, ...)`` on a test overrides settings."""
+    marker = request.node.get_closest_marker("settings")
+    overrides = dict(marker.kwargs) if marker else {}
     with tempfile.TemporaryDirectory(prefix="webinar-test-data-") as tmp:
         settings = Settings.from_env(
-            {}, port=free_port(), data_dir=Path(tmp), database_url=await pg.new_database(), secret_key="test-secret",
-            login_max_failures=5,
+            {}, port=free_port(), rtmp_port=free_port(), srt_port=free_udp_port(), data_dir=Path(tmp),
+            database_url=await pg.new_database(), secret_key="test-secret", login_max_failures=5, **overrides,
         )
         server = LiveServer(settings)
         await server.start()

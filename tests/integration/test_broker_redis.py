@@ -16,7 +16,8 @@ from server.broker import (
     RedisBroker,
     Subscription,
 )
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.net import free_port
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

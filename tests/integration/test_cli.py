@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from server.pg_embedded import EmbeddedPostgres
-from tests.support.postgres import free_port
+from tests.support.net import free_port
 
 WEBINAR = [sys.executable, "-m", "server.cli"]
 ENV = {**os.environ, "WEBINAR_LOG_JSON": "1"}

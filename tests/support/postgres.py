@@ -8,7 +8,6 @@ Databases for tests are cloned from a migrated template, so each costs one
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 import uuid
 from pathlib import Path
@@ -17,14 +16,9 @@ import asyncpg
 
 from server.db import migrate
 from server.pg_embedded import EmbeddedPostgres
+from tests.support.net import free_port
 
 TEMPLATE = "webinar_template"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PostgresForTests:

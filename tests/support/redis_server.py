@@ -35,6 +35,8 @@ import time
 from types import TracebackType
 from typing import Self
 
+from tests.support.net import free_port
+
 __all__ = ["RedisServer", "RedisServerNotFound", "find_redis_server", "free_port"]
 
 STOP_TIMEOUT = 5.0
@@ -55,13 +57,6 @@ def find_redis_server() -> str:
         "redis-server not found (looked at $REDIS_SERVER_BIN, PATH and /usr/bin/redis-server); "
         "install it, e.g. `apt-get install redis-server`"
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers_ping(port: int) -> bool:
