@@ -31,6 +31,8 @@ from player.live import WARN_BEFORE_S, LiveManager, encode_event
 from player.publication import Publication
 from player.replay import remux_in_subprocess
 from player.storage import LocalMediaStore
+from rooms import ws as room_ws
+from rooms.hub import RoomHub
 from server import pages_admin, pages_auth, pages_organizer, pages_sponsor
 from server.broker import Broker, create_broker
 from server.db import Database, ensure_database
@@ -219,7 +221,7 @@ def build_routes() -> list[BaseRoute]:
         AppRoute("/metrics", metrics_endpoint, access="public", methods=["GET"]),
         Mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static"),
     ]
-    for module in (pages_auth, pages_organizer, pages_admin, pages_sponsor, origin):
+    for module in (pages_auth, pages_organizer, pages_admin, pages_sponsor, origin, room_ws):
         routes.extend(module.routes)
     return routes
 
@@ -236,10 +238,13 @@ def create_app(settings: Settings) -> Starlette:
             await broker.start()
             svc = Services(settings, db, Signer(settings.resolved_secret()), broker, pg)
             app.state.services = svc
+            hub = RoomHub(db, broker)
+            svc.extras["rooms"] = hub
             async with media_services(svc):
                 BUILD_INFO.labels(VERSION).set(1)
                 log.info("server ready", extra={"url": settings.base_url, "redis": bool(settings.redis_url)})
                 yield
+            await hub.close()
             await broker.close()
             log.info("server stopped")
 

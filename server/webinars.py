@@ -228,7 +228,9 @@ async def set_state(db: Database | asyncpg.Connection, webinar_id: uuid.UUID, ne
         raise RuleViolation("transition_refused", current=row["state"], wanted=new_state)
     updated = await db.fetchrow(
         """UPDATE webinars SET state = $3, updated_at = now(),
-               announced_at = CASE WHEN $3 = 'announced' THEN now() ELSE announced_at END
+               announced_at = CASE WHEN $3 = 'announced' THEN now() ELSE announced_at END,
+               live_started_at = CASE WHEN $3 = 'live' THEN now() ELSE live_started_at END,
+               live_ended_at = CASE WHEN $3 = 'ended' THEN now() ELSE live_ended_at END
            WHERE id = $1 AND state = $2 RETURNING *""",
         webinar_id, row["state"], new_state,
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from server.invitations import create_invitation
-from server.sponsor_keys import create_sponsor_key
 from server.security import Signer
+from server.sponsor_keys import create_sponsor_key
 from tests.conftest import LiveServer, browser, extract
 from tests.world import PASSWORD, make_world
 
