@@ -36,6 +36,8 @@ from player.storage import MediaStore
 
 log = logging.getLogger("player.live")
 
+HEALTH_EVERY_S = 5.0
+"""Stream health (input bitrate, segments, publisher drops) is announced this often."""
 GRACE_S = 30.0
 MAX_LIVE_S = 4 * 3600.0
 WARN_BEFORE_S = (15 * 60.0, 5 * 60.0, 60.0)
@@ -59,6 +61,7 @@ class _Live:
     source: "SourceSession | None" = None
     grace_task: asyncio.Task[None] | None = None
     timer_task: asyncio.Task[None] | None = None
+    health_task: asyncio.Task[None] | None = None
     drops: int = 0
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -160,6 +163,7 @@ class LiveManager:
             log.warning("webinar %s: cannot go live: %s", webinar_id, exc)
             return f"the webinar cannot go live: {exc}"
         live.timer_task = self._spawn(self._limit_timer(webinar_id, live))
+        live.health_task = self._spawn(self._health(webinar_id, live))
         log.info("webinar %s: live started", webinar_id)
         await self._say(webinar_id, {"type": "live.started"})
         return session
@@ -195,13 +199,30 @@ class LiveManager:
         live.timer_task = None
         await self.end_live(webinar_id, "the 4-hour limit was reached")
 
+    async def _health(self, webinar_id: uuid.UUID, live: _Live) -> None:
+        last_bytes = 0
+        while True:
+            await asyncio.sleep(HEALTH_EVERY_S)
+            pub = live.publication
+            await self._say(webinar_id, {
+                "type": "live.health",
+                "on_air": live.source is not None,
+                "input_kbps": round((pub.bytes_in - last_bytes) * 8 / HEALTH_EVERY_S / 1000),
+                "segments": len(pub.playlist.segments),
+                "drops": live.drops,
+                "long_parts": pub.clamped_parts,
+                "codecs": pub.codecs,
+                "live_seconds": round(self._clock() - live.started),
+            })
+            last_bytes = pub.bytes_in
+
     # End -------------------------------------------------------------------------
     async def end_live(self, webinar_id: uuid.UUID, reason: str) -> None:
         live = self._lives.pop(webinar_id, None)
         if live is None:
             return
         current = asyncio.current_task()
-        for task in (live.grace_task, live.timer_task):
+        for task in (live.grace_task, live.timer_task, live.health_task):
             if task is not None and task is not current:
                 task.cancel()
         if live.source is not None:

@@ -31,6 +31,11 @@ from server.broker import Broker, MessagesLost
 
 log = logging.getLogger("rooms.hub")
 
+NOTICE_ID = 0
+"""Id of a *notice*: an ephemeral room message (presence, live state, stream health),
+not persisted, not replayed, sent as ``{"type": "notice", "kind": ..., "data": ...}``."""
+PRESENCE_EVERY_S = 5.0
+"""Each node tells the room's moderators how many clients it holds, this often."""
 CLIENT_QUEUE = 2000
 GAP_WAIT_S = 0.3
 MAX_BATCH = 200
@@ -156,6 +161,7 @@ class Room:
         self._pending: dict[int, RoomEvent] = {}
         self._gap_task: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._presence_task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.slow_mode_s = 0
         self.word_filter: tuple[str, ...] = ()
@@ -167,7 +173,17 @@ class Room:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen())
+        self._presence_task = asyncio.create_task(self._presence())
         await self._ready.wait()
+
+    async def _presence(self) -> None:
+        """Approximate and cheap: one small notice per node per room every few seconds;
+        the moderator panel sums the latest count of each node."""
+        while True:
+            await asyncio.sleep(PRESENCE_EVERY_S)
+            await self.hub.notice(self.webinar_id, "presence.node",
+                                  {"node": self.hub.node_id, "count": len(self.clients), "every_s": PRESENCE_EVERY_S},
+                                  audience="moderators")
 
     async def _listen(self) -> None:
         broker = self.hub.broker
@@ -202,6 +218,11 @@ class Room:
             await self._fill_from_db()
 
     def _receive(self, event: RoomEvent) -> None:
+        if event.id == NOTICE_ID:
+            for client in list(self.clients):
+                if client.ready and client.wants(event):
+                    client.send_direct(event.wire)
+            return
         if event.id <= self.delivered:
             return
         if event.id > self.delivered + 1:
@@ -257,6 +278,8 @@ class Room:
         self.clients.discard(client)
 
     async def close(self) -> None:
+        if self._presence_task is not None:
+            self._presence_task.cancel()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -277,6 +300,7 @@ class RoomHub:
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._on_event = on_event
         self.extras: dict[str, Any] = {}
+        self.node_id = uuid.uuid4().hex[:12]
 
     def on_event(self, room: Room, event: RoomEvent) -> None:
         if self._on_event is not None:
@@ -307,6 +331,15 @@ class RoomHub:
                 room = self.rooms.get(event.webinar_id)
                 if room is not None:
                     room._receive(event)
+
+    async def notice(self, webinar_id: uuid.UUID, kind: str, data: dict[str, Any], audience: str = "all") -> None:
+        """Send an ephemeral notice to the room's clients on every node (best effort)."""
+        wire = msgspec.json.encode({"type": "notice", "kind": kind, "data": data})
+        event = RoomEvent(webinar_id, NOTICE_ID, kind, audience, wire)
+        try:
+            await self.broker.publish(f"room:{webinar_id}", event.to_broker())
+        except Exception as exc:
+            log.debug("room %s: notice %s not sent: %s", webinar_id, kind, exc)
 
     def viewer_count(self, webinar_id: uuid.UUID) -> int:
         room = self.rooms.get(webinar_id)

@@ -26,11 +26,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ingest.gateway import IngestGateway
 from ingest.rtmp_listener import RTMPListener
 from ingest.srt import SRTListener, SRTUnavailable
-from player import origin
+from player import origin, viewer
 from player.live import WARN_BEFORE_S, LiveManager, encode_event
 from player.publication import Publication
 from player.replay import remux_in_subprocess
 from player.storage import LocalMediaStore
+from rooms import pages as room_pages
 from rooms import ws as room_ws
 from rooms.hub import RoomHub
 from server import pages_admin, pages_auth, pages_organizer, pages_sponsor
@@ -176,6 +177,9 @@ async def media_services(svc: Services) -> AsyncIterator[None]:
 
     async def announce(webinar_id: Any, event: dict[str, Any]) -> None:
         await svc.broker.publish(f"live:{webinar_id}", encode_event(event))
+        hub: RoomHub = svc.extras["rooms"]
+        data = {k: v for k, v in event.items() if k != "type"}
+        await hub.notice(webinar_id, str(event["type"]), data)
 
     async def after_end(publication: Publication) -> None:
         try:
@@ -219,9 +223,10 @@ def build_routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [
         AppRoute("/healthz", healthz, access="public", methods=["GET"]),
         AppRoute("/metrics", metrics_endpoint, access="public", methods=["GET"]),
+        *viewer.routes,  # before Mount("/static"), which would shadow its Mount("/static/player")
         Mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static"),
     ]
-    for module in (pages_auth, pages_organizer, pages_admin, pages_sponsor, origin, room_ws):
+    for module in (pages_auth, pages_organizer, pages_admin, pages_sponsor, origin, room_ws, room_pages):
         routes.extend(module.routes)
     return routes
 

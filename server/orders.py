@@ -101,7 +101,11 @@ async def account_orders(db: Database | asyncpg.Connection, account_id: uuid.UUI
 
 
 async def webinars_used(db: Database | asyncpg.Connection, order_id: uuid.UUID) -> int:
-    """Webinars counted against the order: every one not cancelled."""
+    """Webinars counted against the order: every one not cancelled, and the cancelled
+    ones that were consumed (cancelled too late, R-SCH-3)."""
     return int(
-        await db.fetchval("SELECT count(*) FROM webinars WHERE order_id = $1 AND state <> 'cancelled'", order_id)
+        await db.fetchval(
+            "SELECT count(*) FROM webinars WHERE order_id = $1 AND (state <> 'cancelled' OR consumed_at IS NOT NULL)",
+            order_id,
+        )
     )

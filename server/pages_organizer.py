@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server.accounts import get_account, has_active_contract
+from server import scheduling
 from server.errors import RuleViolation
 from server.i18n import translate
 from server.invitations import create_invitation
@@ -21,7 +22,16 @@ from server.permissions import organizer_accounts, require_organizer, require_we
 from server.sponsor_keys import create_sponsor_key
 from server.urls import ingest_urls, webinar_urls
 from server.web import AppRoute, form_str, path_uuid, read_form, redirect, render, request_lang, require_user, services
-from server.webinars import TRANSITIONS, Webinar, account_webinars, create_webinar, rotate_stream_key, set_state, update_webinar
+from server.webinars import (
+    TRANSITIONS,
+    Webinar,
+    account_webinars,
+    create_webinar,
+    get_webinar,
+    rotate_stream_key,
+    set_state,
+    update_webinar,
+)
 
 DEFAULT_TZ = "Europe/Paris"
 
@@ -85,6 +95,7 @@ async def webinar_create(request: Request) -> Response:
     account_id = path_uuid(request, "account_id")
     await require_organizer(request, account_id)
     form = await read_form(request)
+    starts_at, duration = dt.datetime.now(dt.UTC), 0
     try:
         starts_at, duration = parse_schedule(form)
         webinar = await create_webinar(
@@ -97,8 +108,14 @@ async def webinar_create(request: Request) -> Response:
         )
     except RuleViolation as exc:
         lang = request_lang(request)
-        return await render(request, "account.html", status_code=422, form=dict(form),
-                            error=translate(lang, f"rule.{exc.code}", **exc.params),
+        message = translate(lang, f"rule.{exc.code}", **exc.params)
+        if exc.code in ("overlap", "outside_contract", "quota_exceeded"):  # R-SCH-1: offer alternatives
+            answer = await scheduling.request_date(services(request).db, account_id, starts_at, duration)
+            if answer.alternatives:
+                tz = ZoneInfo(form_str(form, "timezone", max_len=64, required=False) or DEFAULT_TZ)
+                slots = ", ".join(a.astimezone(tz).strftime("%Y-%m-%d %H:%M") for a in answer.alternatives)
+                message += " " + translate(lang, "webinar.alternatives", slots=slots)
+        return await render(request, "account.html", status_code=422, form=dict(form), error=message,
                             **await _account_context(request, account_id))
     return redirect(f"/webinars/{webinar.id}")
 
@@ -137,9 +154,11 @@ async def webinar_update(request: Request) -> Response:
         changes: dict[str, object] = {
             "title": form_str(form, "title", max_len=200),
             "description": form_str(form, "description", max_len=20000, required=False),
-            "starts_at": starts_at, "duration_minutes": duration,
+            "duration_minutes": duration,
             "language": form_str(form, "language", max_len=2, required=False) or webinar.language,
         }
+        if webinar.state == "draft":  # an announced date moves only by reschedule
+            changes["starts_at"] = starts_at
         room_type = form_str(form, "room_type", max_len=20, required=False)
         if room_type:
             changes["room_type"] = room_type
@@ -151,14 +170,31 @@ async def webinar_update(request: Request) -> Response:
 
 
 async def webinar_state(request: Request) -> Response:
-    _, webinar = await require_webinar_organizer(request, path_uuid(request, "webinar_id"))
+    user, webinar = await require_webinar_organizer(request, path_uuid(request, "webinar_id"))
     form = await read_form(request)
+    wanted = form_str(form, "state", max_len=20)
     try:
-        webinar = await set_state(services(request).db, webinar.id, form_str(form, "state", max_len=20))
+        if wanted == "cancelled":  # cancellations follow R-SCH-3/4
+            webinar, _ = await scheduling.cancel(services(request).db, webinar.id, requested_by=user.id)
+        else:
+            webinar = await set_state(services(request).db, webinar.id, wanted)
     except RuleViolation as exc:
         return await _webinar_page(request, webinar, status_code=409,
                                    error=translate(request_lang(request), f"rule.{exc.code}", **exc.params))
     return redirect(f"/webinars/{webinar.id}")
+
+
+async def webinar_reschedule(request: Request) -> Response:
+    user, webinar = await require_webinar_organizer(request, path_uuid(request, "webinar_id"))
+    form = await read_form(request)
+    try:
+        starts_at, _ = parse_schedule(form)
+        webinar = await scheduling.reschedule(services(request).db, webinar.id, starts_at, requested_by=user.id)
+    except RuleViolation as exc:
+        fresh = await get_webinar(services(request).db, webinar.id)  # a late request marks it consumed
+        return await _webinar_page(request, fresh, status_code=409,
+                                   error=translate(request_lang(request), f"rule.{exc.code}", **exc.params))
+    return await _webinar_page(request, webinar, notice="webinar.rescheduled")
 
 
 async def webinar_stream_key(request: Request) -> Response:
@@ -216,6 +252,7 @@ routes = [
     AppRoute("/webinars/{webinar_id}", webinar_update, access="organizer", methods=["POST"]),
     AppRoute("/webinars/{webinar_id}/state", webinar_state, access="organizer", methods=["POST"]),
     AppRoute("/webinars/{webinar_id}/stream-key", webinar_stream_key, access="organizer", methods=["POST"]),
+    AppRoute("/webinars/{webinar_id}/reschedule", webinar_reschedule, access="organizer", methods=["POST"]),
     AppRoute("/webinars/{webinar_id}/invitations", webinar_invite, access="organizer", methods=["POST"]),
 ]
 

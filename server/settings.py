@@ -82,8 +82,24 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = True
     smtp_host: str | None = None
+    """``WEBINAR_SMTP_HOST``; unset = mail is written as .eml files into ``outbox_dir``."""
     smtp_port: int = 25
+    smtp_tls: str = "starttls"
+    """``none`` (plain, for a local relay), ``starttls`` (required upgrade) or ``tls`` (implicit TLS, port 465)."""
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    """SMTP AUTH credentials; refused with ``smtp_tls=none`` unless the host is the loopback."""
+    smtp_timeout_s: float = 30.0
+    """Seconds one whole SMTP delivery may take; must stay below half of ``job_lease_s``."""
     mail_from: str = "webinar@localhost"
+    unsubscribe_mailbox: str | None = None
+    """An address someone reads; added as ``mailto:`` to List-Unsubscribe when set."""
+    run_jobs: bool = True
+    """Run the durable job worker (emails) in this process; several processes may run one."""
+    job_poll_s: float = 5.0
+    """Seconds between two looks for due jobs when the queue is idle."""
+    job_lease_s: float = 300.0
+    """Seconds a worker owns a claimed job; another worker takes it over once the lease expired."""
     enable_rtmp: bool = True
     enable_srt: bool = True
     live_grace_s: float = 30.0
@@ -118,7 +134,15 @@ class Settings:
             "log_json": _env_bool(env, "WEBINAR_LOG_JSON", cls.log_json),
             "smtp_host": env.get("WEBINAR_SMTP_HOST") or None,
             "smtp_port": _env_int(env, "WEBINAR_SMTP_PORT", cls.smtp_port),
+            "smtp_tls": env.get("WEBINAR_SMTP_TLS", cls.smtp_tls).lower(),
+            "smtp_username": env.get("WEBINAR_SMTP_USERNAME") or None,
+            "smtp_password": env.get("WEBINAR_SMTP_PASSWORD") or None,
+            "smtp_timeout_s": _env_float(env, "WEBINAR_SMTP_TIMEOUT_S", cls.smtp_timeout_s),
             "mail_from": env.get("WEBINAR_MAIL_FROM", cls.mail_from),
+            "unsubscribe_mailbox": env.get("WEBINAR_UNSUBSCRIBE_MAILBOX") or None,
+            "run_jobs": _env_bool(env, "WEBINAR_RUN_JOBS", cls.run_jobs),
+            "job_poll_s": _env_float(env, "WEBINAR_JOB_POLL_S", cls.job_poll_s),
+            "job_lease_s": _env_float(env, "WEBINAR_JOB_LEASE_S", cls.job_lease_s),
             "enable_rtmp": _env_bool(env, "WEBINAR_ENABLE_RTMP", cls.enable_rtmp),
             "enable_srt": _env_bool(env, "WEBINAR_ENABLE_SRT", cls.enable_srt),
             "live_grace_s": _env_float(env, "WEBINAR_LIVE_GRACE_S", cls.live_grace_s),
@@ -144,6 +168,21 @@ class Settings:
             raise SettingsError("WEBINAR_LIVE_GRACE_S must be between 0 and 600 seconds")
         if not 0 < self.live_max_s <= 4 * 3600:
             raise SettingsError("WEBINAR_LIVE_MAX_S must be positive and at most 4 hours (R-ROOM-2)")
+        if self.smtp_tls not in ("none", "starttls", "tls"):
+            raise SettingsError(f"WEBINAR_SMTP_TLS must be none, starttls or tls, got {self.smtp_tls!r}")
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            raise SettingsError("WEBINAR_SMTP_USERNAME and WEBINAR_SMTP_PASSWORD go together")
+        if (self.smtp_username and self.smtp_tls == "none"
+                and self.smtp_host not in ("localhost", "127.0.0.1", "::1")):
+            raise SettingsError("SMTP credentials are not sent unencrypted: set WEBINAR_SMTP_TLS to starttls or tls")
+        if not 1 <= self.smtp_port <= 65535:
+            raise SettingsError(f"smtp_port must be between 1 and 65535, got {self.smtp_port}")
+        if not 10 <= self.job_lease_s <= 86400:
+            raise SettingsError("WEBINAR_JOB_LEASE_S must be between 10 and 86400 seconds")
+        if not 0 < self.smtp_timeout_s < self.job_lease_s / 2:
+            raise SettingsError("WEBINAR_SMTP_TIMEOUT_S must be positive and below half of WEBINAR_JOB_LEASE_S")
+        if not 0.01 <= self.job_poll_s <= 3600:
+            raise SettingsError("WEBINAR_JOB_POLL_S must be between 0.01 and 3600 seconds")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"WEBINAR_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
 

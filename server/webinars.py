@@ -21,7 +21,7 @@ import asyncpg
 
 from server.db import Database
 from server.errors import NotFound, RuleViolation
-from server.orders import Order
+from server.orders import Order, webinars_used
 from server.security import new_token, token_digest
 
 MAX_DURATION_MIN = 240
@@ -78,7 +78,7 @@ def _check_fields(title: str, starts_at: dt.datetime, duration_minutes: int, roo
         raise RuleViolation("language_invalid")
 
 
-async def _check_schedule(
+async def check_schedule(
     conn: asyncpg.Connection,
     account_id: uuid.UUID,
     order: Order,
@@ -94,10 +94,7 @@ async def _check_schedule(
             "outside_contract", contract_start=order.contract_start.isoformat(), contract_end=order.contract_end.isoformat()
         )
     if exclude is None:
-        used = await conn.fetchval(
-            "SELECT count(*) FROM webinars WHERE order_id = $1 AND state <> 'cancelled'", order.id
-        )
-        if used >= order.webinars_bought:
+        if await webinars_used(conn, order.id) >= order.webinars_bought:
             raise RuleViolation("quota_exceeded", bought=order.webinars_bought)
     clash = await conn.fetchrow(
         """SELECT title, starts_at, starts_at + make_interval(mins => duration_minutes) AS ends_at
@@ -113,7 +110,7 @@ async def _check_schedule(
         )
 
 
-async def _lock_account(conn: asyncpg.Connection, account_id: uuid.UUID) -> None:
+async def lock_account(conn: asyncpg.Connection, account_id: uuid.UUID) -> None:
     if await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", account_id) is None:
         raise NotFound("account")
 
@@ -131,8 +128,7 @@ async def _pick_order(conn: asyncpg.Connection, account_id: uuid.UUID, order_id:
     # Prefer an order whose contract covers the date and that has room left.
     for order in orders:
         start, end = order.window
-        used = await conn.fetchval("SELECT count(*) FROM webinars WHERE order_id = $1 AND state <> 'cancelled'", order.id)
-        if start <= starts_at < end and used < order.webinars_bought:
+        if start <= starts_at < end and await webinars_used(conn, order.id) < order.webinars_bought:
             return order
     covering = [o for o in orders if o.window[0] <= starts_at < o.window[1]]
     return covering[0] if covering else orders[-1]
@@ -154,9 +150,9 @@ async def create_webinar(
     if len(description) > 20000:
         raise RuleViolation("description_too_long")
     async with db.acquire() as conn, conn.transaction():
-        await _lock_account(conn, account_id)
+        await lock_account(conn, account_id)
         order = await _pick_order(conn, account_id, order_id, starts_at)
-        await _check_schedule(conn, account_id, order, starts_at, duration_minutes, exclude=None)
+        await check_schedule(conn, account_id, order, starts_at, duration_minutes, exclude=None)
         row = await conn.fetchrow(
             """INSERT INTO webinars (account_id, order_id, title, description, language, starts_at,
                    duration_minutes, room_type)
@@ -180,9 +176,10 @@ async def account_webinars(db: Database | asyncpg.Connection, account_id: uuid.U
 
 
 async def update_webinar(db: Database, webinar_id: uuid.UUID, **changes: Any) -> Webinar:
-    """Edit a webinar. The room type is locked once announced (R-ROOM-1); schedule
-    changes are checked like a creation (contract, overlap); nothing changes once
-    the webinar is live or over."""
+    """Edit a webinar. The room type is locked once announced (R-ROOM-1), and so is
+    the date: moving an announced webinar is a reschedule (:mod:`server.scheduling`,
+    R-SCH). Schedule changes are checked like a creation (contract, overlap);
+    nothing changes once the webinar is live or over."""
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise RuleViolation("field_not_editable", field=", ".join(sorted(unknown)))
@@ -190,7 +187,7 @@ async def update_webinar(db: Database, webinar_id: uuid.UUID, **changes: Any) ->
         current = await conn.fetchrow("SELECT * FROM webinars WHERE id = $1", webinar_id)
         if current is None:
             raise NotFound("webinar")
-        await _lock_account(conn, current["account_id"])
+        await lock_account(conn, current["account_id"])
         current = await conn.fetchrow("SELECT * FROM webinars WHERE id = $1", webinar_id)
         assert current is not None
         web = Webinar.from_row(current)
@@ -199,11 +196,13 @@ async def update_webinar(db: Database, webinar_id: uuid.UUID, **changes: Any) ->
         merged = {f: changes.get(f, getattr(web, f)) for f in EDITABLE_FIELDS}
         if merged["room_type"] != web.room_type and web.state != "draft":
             raise RuleViolation("room_type_locked")
+        if merged["starts_at"] != web.starts_at and web.state != "draft":
+            raise RuleViolation("schedule_locked")  # moves go through server.scheduling.reschedule (R-SCH)
         _check_fields(merged["title"], merged["starts_at"], merged["duration_minutes"], merged["room_type"], merged["language"])
         if merged["starts_at"] != web.starts_at or merged["duration_minutes"] != web.duration_minutes:
             order_row = await conn.fetchrow("SELECT * FROM orders WHERE id = $1", web.order_id)
             assert order_row is not None
-            await _check_schedule(
+            await check_schedule(
                 conn, web.account_id, Order.from_row(order_row), merged["starts_at"], merged["duration_minutes"], exclude=web.id
             )
         row = await conn.fetchrow(

@@ -302,3 +302,27 @@ async def test_guest_join_validation(live: LiveServer) -> None:
         assert (await b.post(f"/w/{world.a.webinar.id}/join", data={"name": "Ann"})).status_code == 403  # no CSRF
 
 
+
+
+async def test_presence_notices_reach_moderators_only(live: LiveServer) -> None:
+    from rooms import hub as hub_module
+
+    world, url = await setup_room(live)
+    original = hub_module.PRESENCE_EVERY_S
+    hub_module.PRESENCE_EVERY_S = 0.2
+    try:
+        mod = await connect_moderator(live, url, world)
+        viewer = await connect_viewer(live, url, world.a.webinar.id, "Counted")
+        await mod.wait(lambda: any(n["kind"] == "presence.node" and n["data"]["count"] == 2 for n in mod.notices), 5)
+        await asyncio.sleep(0.3)
+        assert not viewer.notices
+        await hub_module_notice(live, world.a.webinar.id)
+        await viewer.wait(lambda: any(n["kind"] == "live.interrupted" for n in viewer.notices), 5)
+        await mod.close()
+        await viewer.close()
+    finally:
+        hub_module.PRESENCE_EVERY_S = original
+
+
+async def hub_module_notice(live: LiveServer, webinar_id: uuid.UUID) -> None:
+    await live.services.extras["rooms"].notice(webinar_id, "live.interrupted", {"grace_s": 30})

@@ -21,6 +21,7 @@ class RoomClient:
         self.events: list[dict[str, Any]] = []
         self.replies: dict[int, dict[str, Any]] = {}
         self.errors: list[dict[str, Any]] = []
+        self.notices: list[dict[str, Any]] = []
         self.frames = 0
         self._ref = 0
         self._reader: asyncio.Task[None] | None = None
@@ -55,6 +56,8 @@ class RoomClient:
                         self.welcome = message
                     elif kind == "events":
                         self.events.extend(message["events"])
+                    elif kind == "notice":
+                        self.notices.append(message)
                     elif kind in ("ack", "error"):
                         if message.get("ref") is not None:
                             self.replies[message["ref"]] = message
