@@ -34,6 +34,9 @@ from server.webinars import (
 )
 
 DEFAULT_TZ = "Europe/Paris"
+MANUAL_STATES = ("announced", "cancelled", "removed")
+"""States an organizer sets by hand; going live, ending and publishing the replay
+follow the encoder (player/live.py), so no button can contradict it."""
 
 
 def parse_schedule(form: FormData) -> tuple[dt.datetime, int]:
@@ -132,7 +135,8 @@ async def _webinar_page(request: Request, webinar: Webinar, status_code: int = 2
     )
     local_start = webinar.starts_at.astimezone(ZoneInfo(DEFAULT_TZ))
     context: dict[str, object] = {
-        "webinar": webinar, "members": members, "pending": pending, "transitions": TRANSITIONS[webinar.state],
+        "webinar": webinar, "members": members, "pending": pending,
+        "transitions": [s for s in TRANSITIONS[webinar.state] if s in MANUAL_STATES],
         "urls": webinar_urls(svc.settings, webinar.id), "ingest": ingest_urls(svc.settings, None),
         "local_start": local_start.strftime("%Y-%m-%dT%H:%M"), "default_tz": DEFAULT_TZ,
         "error": None, "notice": None, "new_key": None, "invitation_link": None, "invited_email": None,
@@ -174,6 +178,8 @@ async def webinar_state(request: Request) -> Response:
     form = await read_form(request)
     wanted = form_str(form, "state", max_len=20)
     try:
+        if wanted not in MANUAL_STATES:
+            raise RuleViolation("transition_refused", current=webinar.state, wanted=wanted)
         if wanted == "cancelled":  # cancellations follow R-SCH-3/4
             webinar, _ = await scheduling.cancel(services(request).db, webinar.id, requested_by=user.id)
         else:
