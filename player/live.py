@@ -18,6 +18,16 @@ for a sink with :meth:`LiveManager.open_source`. Rules:
 - **End**: the playlist gets EXT-X-ENDLIST, the VOD playlist is written (the
   replay is available at once, R-REP-1), the webinar goes ``ended`` then
   ``replay``, and the single MP4 is remuxed in the background.
+- **Lower rendition** (opt-in per webinar, read once when the live starts
+  through ``low_rendition``; passthrough when it is off or unknown): the
+  source's sink tees into the source Publication and a
+  :class:`player.transcode.Transcoder` feeding a second Publication, the
+  ``480p`` rendition. Drops, reconnects, the grace window and the end apply
+  to both; at the end the transcoder is flushed (at most
+  :data:`TRANSCODER_CLOSE_S`), both VOD playlists are written and so is
+  ``master.m3u8`` for the replay. The replay MP4 is made from the source
+  rendition. A failed transcoder never stops the live: the 480p rendition
+  just leaves the multivariant playlist.
 """
 
 from __future__ import annotations
@@ -31,8 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from player.media import AccessUnit, MediaSink, TrackConfig
-from player.publication import PackagingOptions, Publication
+from player.publication import PackagingOptions, Publication, hls_prefix
+from player.renditions import LOW_RENDITION, MASTER_PLAYLIST, MEDIA_PLAYLIST, render_master
 from player.storage import MediaStore
+from player.transcode import TranscodeOptions, Transcoder
 
 log = logging.getLogger("player.live")
 
@@ -41,6 +53,8 @@ HEALTH_EVERY_S = 5.0
 GRACE_S = 30.0
 MAX_LIVE_S = 4 * 3600.0
 WARN_BEFORE_S = (15 * 60.0, 5 * 60.0, 60.0)
+TRANSCODER_CLOSE_S = 10.0
+"""At the end of a live, longest wait (seconds) for the transcoder to flush its backlog."""
 
 
 class SourceClosed(Exception):
@@ -52,12 +66,16 @@ StateChange = Callable[[uuid.UUID, str], Awaitable[None]]
 Announce = Callable[[uuid.UUID, dict[str, Any]], Awaitable[None]]
 """``(webinar_id, event)``: tell the room (broker) about the live: warnings, drop, resume, end."""
 AfterEnd = Callable[[Publication], Awaitable[None]]
+LowRendition = Callable[[uuid.UUID], Awaitable[bool]]
+"""``(webinar_id) -> bool``: whether the live gets the transcoded 480p rendition."""
 
 
 @dataclass
 class _Live:
     publication: Publication
     started: float
+    low: Publication | None = None
+    transcoder: Transcoder | None = None
     source: "SourceSession | None" = None
     grace_task: asyncio.Task[None] | None = None
     timer_task: asyncio.Task[None] | None = None
@@ -70,10 +88,13 @@ class SourceSession:
     """The sink a source writes into: forwards to the publication until the source
     goes away (``on_end``: a drop, not the end of the live) or the live is cut."""
 
-    def __init__(self, manager: "LiveManager", webinar_id: uuid.UUID, publication: Publication) -> None:
+    def __init__(self, manager: "LiveManager", webinar_id: uuid.UUID, publication: Publication,
+                 transcoder: Transcoder | None = None) -> None:
         self._manager = manager
         self.webinar_id = webinar_id
         self._publication = publication
+        self.transcoder = transcoder
+        """The lower rendition's transcoder, fed after the publication (never blocks)."""
         self.closed = False
         self.ended = False
 
@@ -81,11 +102,15 @@ class SourceSession:
         if self.closed:
             raise SourceClosed("the live has ended")
         self._publication.on_config(config)
+        if self.transcoder is not None:
+            self.transcoder.on_config(config)
 
     def on_access_unit(self, unit: AccessUnit) -> None:
         if self.closed:
             raise SourceClosed("the live has ended")
         self._publication.on_access_unit(unit)
+        if self.transcoder is not None:
+            self.transcoder.on_access_unit(unit)
 
     def on_end(self) -> None:
         if self.ended:
@@ -110,8 +135,12 @@ class LiveManager:
         max_live_s: float = MAX_LIVE_S,
         warn_before_s: tuple[float, ...] = WARN_BEFORE_S,
         clock: Callable[[], float] = time.monotonic,
+        low_rendition: LowRendition | None = None,
+        transcode_options: TranscodeOptions = TranscodeOptions(),
     ) -> None:
         self.store = store
+        self.transcode_options = transcode_options
+        self._low_rendition = low_rendition
         self.options = options
         self.grace_s = grace_s
         self.max_live_s = max_live_s
@@ -121,12 +150,38 @@ class LiveManager:
         self._after_end = after_end
         self._clock = clock
         self._lives: dict[uuid.UUID, _Live] = {}
+        self._ending: dict[uuid.UUID, _Live] = {}  # lives whose end is being written (renditions still served)
         self._background: set[asyncio.Task[Any]] = set()
 
     # Queries -------------------------------------------------------------------
     def publication(self, webinar_id: uuid.UUID) -> Publication | None:
         live = self._lives.get(webinar_id)
         return live.publication if live else None
+
+    def rendition(self, webinar_id: uuid.UUID, name: str = "") -> Publication | None:
+        """The Publication of one rendition (``""``: the source) of a live that is
+        running or being ended, or None."""
+        live = self._lives.get(webinar_id) or self._ending.get(webinar_id)
+        if live is None:
+            return None
+        if not name:
+            return live.publication
+        return live.low if name == LOW_RENDITION else None
+
+    def variants(self, webinar_id: uuid.UUID) -> list[tuple[Publication, str]] | None:
+        """``(publication, uri relative to master.m3u8)`` of the renditions a multivariant
+        playlist lists now, source first; None when the live has no lower rendition."""
+        live = self._lives.get(webinar_id) or self._ending.get(webinar_id)
+        if live is None or live.low is None:
+            return None
+        found = [(live.publication, MEDIA_PLAYLIST)]
+        if live.transcoder is not None and not live.transcoder.failed:
+            found.append((live.low, f"{LOW_RENDITION}/{MEDIA_PLAYLIST}"))
+        return found
+
+    def transcoder(self, webinar_id: uuid.UUID) -> Transcoder | None:
+        live = self._lives.get(webinar_id) or self._ending.get(webinar_id)
+        return live.transcoder if live is not None else None
 
     def is_on_air(self, webinar_id: uuid.UUID) -> bool:
         live = self._lives.get(webinar_id)
@@ -146,7 +201,7 @@ class LiveManager:
             if live.grace_task is not None:
                 live.grace_task.cancel()
                 live.grace_task = None
-            session = SourceSession(self, webinar_id, live.publication)
+            session = SourceSession(self, webinar_id, live.publication, live.transcoder)
             live.source = session
             log.info("webinar %s: publisher back, live continues", webinar_id)
             await self._say(webinar_id, {"type": "live.resumed"})
@@ -155,18 +210,34 @@ class LiveManager:
         live = _Live(publication, self._clock())
         session = SourceSession(self, webinar_id, publication)
         live.source = session
-        self._lives[webinar_id] = live
+        self._lives[webinar_id] = live  # before any await: a second publisher is refused meanwhile
+        if await self._wants_low_rendition(webinar_id):
+            live.low = Publication(webinar_id, self.store, self.options, rendition=LOW_RENDITION,
+                                   wall_clock=lambda: publication.started_at or time.time())
+            live.transcoder = session.transcoder = Transcoder(live.low, self.transcode_options,
+                                                              name=f"webinar {webinar_id} {LOW_RENDITION}")
         try:
             await self._set_state(webinar_id, "live")
         except Exception as exc:
             del self._lives[webinar_id]
+            if live.transcoder is not None:
+                await live.transcoder.wait_closed(0)
             log.warning("webinar %s: cannot go live: %s", webinar_id, exc)
             return f"the webinar cannot go live: {exc}"
         live.timer_task = self._spawn(self._limit_timer(webinar_id, live))
         live.health_task = self._spawn(self._health(webinar_id, live))
-        log.info("webinar %s: live started", webinar_id)
+        log.info("webinar %s: live started%s", webinar_id, f" with a {LOW_RENDITION} rendition" if live.low else "")
         await self._say(webinar_id, {"type": "live.started"})
         return session
+
+    async def _wants_low_rendition(self, webinar_id: uuid.UUID) -> bool:
+        if self._low_rendition is None:
+            return False
+        try:
+            return await self._low_rendition(webinar_id)
+        except Exception as exc:  # passthrough by default: the live itself must start
+            log.warning("webinar %s: cannot read the rendition switch (%s); passthrough only", webinar_id, exc)
+            return False
 
     def _source_gone(self, session: SourceSession) -> None:
         live = self._lives.get(session.webinar_id)
@@ -177,6 +248,8 @@ class LiveManager:
             return  # the live itself ended
         live.drops += 1
         live.publication.source_lost()
+        if live.transcoder is not None:
+            live.transcoder.source_lost()
         log.info("webinar %s: publisher dropped; waiting %.0f s for it to come back", session.webinar_id, self.grace_s)
         live.grace_task = self._spawn(self._grace(session.webinar_id))
         self._spawn(self._say(session.webinar_id, {"type": "live.interrupted", "grace_s": self.grace_s}))
@@ -204,7 +277,7 @@ class LiveManager:
         while True:
             await asyncio.sleep(HEALTH_EVERY_S)
             pub = live.publication
-            await self._say(webinar_id, {
+            health: dict[str, Any] = {
                 "type": "live.health",
                 "on_air": live.source is not None,
                 "input_kbps": round((pub.bytes_in - last_bytes) * 8 / HEALTH_EVERY_S / 1000),
@@ -213,7 +286,10 @@ class LiveManager:
                 "long_parts": pub.clamped_parts,
                 "codecs": pub.codecs,
                 "live_seconds": round(self._clock() - live.started),
-            })
+            }
+            if live.transcoder is not None:
+                health["low_rendition"] = {**live.transcoder.stats.as_dict(), "failed": live.transcoder.failed}
+            await self._say(webinar_id, health)
             last_bytes = pub.bytes_in
 
     # End -------------------------------------------------------------------------
@@ -221,6 +297,13 @@ class LiveManager:
         live = self._lives.pop(webinar_id, None)
         if live is None:
             return
+        self._ending[webinar_id] = live
+        try:
+            await self._end(webinar_id, live, reason)
+        finally:
+            self._ending.pop(webinar_id, None)
+
+    async def _end(self, webinar_id: uuid.UUID, live: _Live, reason: str) -> None:
         current = asyncio.current_task()
         for task in (live.grace_task, live.timer_task, live.health_task):
             if task is not None and task is not current:
@@ -229,6 +312,9 @@ class LiveManager:
             live.source.closed = True
             live.source = None
         live.publication.on_end()
+        if live.transcoder is not None:
+            await live.transcoder.wait_closed(TRANSCODER_CLOSE_S)
+            self._write_master(webinar_id, live)
         log.info("webinar %s: live ended: %s", webinar_id, reason)
         for state in ("ended", "replay"):
             try:
@@ -245,6 +331,25 @@ class LiveManager:
             await self.end_live(webinar_id, "the server is shutting down")
         if self._background:
             await asyncio.wait(self._background, timeout=60)
+
+    def _write_master(self, webinar_id: uuid.UUID, live: _Live) -> None:
+        """The replay's multivariant playlist: the source VOD, and the 480p one when it
+        is whole (the transcoder neither failed nor was cut)."""
+        renditions: list[tuple[Publication, str, float | None]] = []
+        transcoder = live.transcoder
+        rate = transcoder.frame_rate if transcoder is not None else None
+        if live.publication.playlist.segments:
+            renditions.append((live.publication, MEDIA_PLAYLIST, rate))
+            if (live.low is not None and live.low.playlist.segments and transcoder is not None
+                    and not transcoder.failed and not transcoder.cut):
+                renditions.append((live.low, f"{LOW_RENDITION}/{MEDIA_PLAYLIST}", rate))
+        try:
+            text = render_master(renditions)
+        except ValueError as exc:
+            log.warning("webinar %s: no multivariant playlist for the replay: %s", webinar_id, exc)
+            return
+        if text is not None:
+            self.store.write(f"{hls_prefix(webinar_id)}/{MASTER_PLAYLIST}", text.encode())
 
     # Helpers -----------------------------------------------------------------------
     async def _say(self, webinar_id: uuid.UUID, event: dict[str, Any]) -> None:

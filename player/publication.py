@@ -12,6 +12,10 @@ Everything runs on the event loop; nothing here blocks for long.
 
 Memory bound: parts are kept for the last :data:`PARTS_KEPT_SEGMENTS`
 segments (and the open one); a 6 Mbit/s live holds about 6 MB of parts.
+
+A live may have several renditions (see :mod:`player.renditions`): one
+Publication each. The source rendition's files go under ``hls/<id>/``, a
+named rendition's under ``hls/<id>/<name>/`` (:func:`rendition_prefix`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Callable
 
 from player.blocking import PlaylistWaiter
 from player.media import AccessUnit, TrackConfig
-from player.playlist import MediaPlaylist, PlaylistError
+from player.playlist import MediaPlaylist, PlaylistError, RenditionReport
 from player.segmenter import Ended, InitSegment, Part, Segmenter, SegmenterError, SegmentFinished
 from player.storage import MediaStore
 
@@ -57,9 +61,20 @@ def hls_prefix(webinar_id: uuid.UUID) -> str:
     return f"hls/{webinar_id}"
 
 
+def rendition_prefix(webinar_id: uuid.UUID, rendition: str = "") -> str:
+    """Storage folder of one rendition: ``hls/<id>`` for the source (``""``), else ``hls/<id>/<name>``."""
+    return f"{hls_prefix(webinar_id)}/{rendition}" if rendition else hls_prefix(webinar_id)
+
+
 class Publication:
-    """The program of one webinar's live (one per webinar; a reconnecting
-    publisher continues the same publication after a discontinuity)."""
+    """The program of one webinar's live, one rendition of it (a reconnecting
+    publisher continues the same publication after a discontinuity).
+
+    ``rendition`` is ``""`` for the source rendition, else the name of a
+    transcoded one (its files go to ``hls/<id>/<rendition>/``).
+    ``wall_clock`` gives the program date-time of the first sample (seconds
+    since the epoch); renditions of one live share the source's.
+    """
 
     def __init__(
         self,
@@ -68,11 +83,13 @@ class Publication:
         options: PackagingOptions = PackagingOptions(),
         *,
         wall_clock: Callable[[], float] = time.time,
+        rendition: str = "",
     ) -> None:
         self.webinar_id = webinar_id
         self.store = store
         self.options = options
-        self.prefix = hls_prefix(webinar_id)
+        self.rendition = rendition
+        self.prefix = rendition_prefix(webinar_id, rendition)
         self.segmenter = Segmenter(options.part_target, options.segment_target)
         self.playlist = MediaPlaylist(
             part_target=options.playlist_part_target,
@@ -86,12 +103,21 @@ class Publication:
         self._segment_parts: list[bytes] = []
         self._inits: dict[int, bytes] = {}
         self.codecs = ""
+        self.tracks: tuple[TrackConfig, ...] = ()
+        """Tracks of the current init segment (empty before the first one)."""
         self.ended = False
         self.started_at: float | None = None
         self.bytes_in = 0
         self.clamped_parts = 0
         """Parts longer than PART-TARGET (announced at the target; should stay 0)."""
         self._discontinuity_next = False
+        # bit rate measurement (bytes of moof+mdat, seconds of media)
+        self._open_bytes = 0
+        self._open_seconds = 0.0
+        self._peak_bps = 0
+        self._segments_bytes = 0
+        self._segments_seconds = 0.0
+        self._report_cache: dict[bool, tuple[tuple[int, tuple[RenditionReport, ...]], str]] = {}
 
     # MediaSink ---------------------------------------------------------------
     def on_config(self, config: TrackConfig) -> None:
@@ -156,6 +182,7 @@ class Publication:
             self._discontinuity_next = False
         self._inits[event.generation] = event.data
         self.codecs = event.codecs
+        self.tracks = event.tracks
         self.store.write(f"{self.prefix}/{self.playlist.init_uri}", event.data)
 
     def _on_part(self, event: Part) -> None:
@@ -172,6 +199,8 @@ class Publication:
         ref = self.playlist.add_part(duration, event.independent)
         self._parts[(ref.msn, ref.index)] = event.data
         self._segment_parts.append(event.data)
+        self._open_bytes += len(event.data)
+        self._open_seconds += event.duration
 
     def _on_segment(self, event: SegmentFinished) -> None:
         pdt = None
@@ -181,8 +210,15 @@ class Publication:
             ref = self.playlist.finish_segment(pdt)
         except PlaylistError:
             ref = self.playlist.finish_segment(None)
-        self.store.write(f"{self.prefix}/{ref.uri}", b"".join(self._segment_parts))
+        data = b"".join(self._segment_parts)
+        self.store.write(f"{self.prefix}/{ref.uri}", data)
         self._segment_parts = []
+        if event.duration > 0:
+            self._peak_bps = max(self._peak_bps, round(len(data) * 8 / event.duration))
+            self._segments_bytes += len(data)
+            self._segments_seconds += event.duration
+        self._open_bytes = 0
+        self._open_seconds = 0.0
         oldest_kept = ref.msn - PARTS_KEPT_SEGMENTS + 1
         while self._parts and next(iter(self._parts))[0] < oldest_kept:
             self._parts.popitem(last=False)
@@ -198,6 +234,35 @@ class Publication:
         self.waiter.close()
 
     # Reading -------------------------------------------------------------------
+    def bitrate(self) -> tuple[int, int]:
+        """``(peak, average)`` bit rate of what was published, in bits/s.
+
+        Peak: the highest segment bit rate (segment bytes, moof boxes
+        included, over its duration); average: over every finished segment.
+        Before the first segment both are the rate of the parts so far;
+        ``(0, 0)`` before any part.
+        """
+        if self._segments_seconds > 0:
+            average = round(self._segments_bytes * 8 / self._segments_seconds)
+            return max(self._peak_bps, average), average
+        if self._open_seconds > 0:
+            rate = round(self._open_bytes * 8 / self._open_seconds)
+            return rate, rate
+        return 0, 0
+
+    def render_live(self, skip: bool, reports: tuple[RenditionReport, ...] = ()) -> str:
+        """The live playlist with ``EXT-X-RENDITION-REPORT`` lines for the other
+        renditions; cached until the playlist or the reports change."""
+        if not reports:
+            return self.playlist.render(skip=skip)
+        key = (self.playlist.revision, reports)
+        cached = self._report_cache.get(skip)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        text = self.playlist.render(skip=skip, rendition_reports=reports)
+        self._report_cache[skip] = (key, text)
+        return text
+
     def part(self, msn: int, index: int) -> bytes | None:
         return self._parts.get((msn, index))
 

@@ -1,5 +1,7 @@
 """Organizer pages of the interaction part: calls-to-action of a webinar and the
-account's help-bot FAQ; and the moderator panel's page."""
+account's help-bot FAQ; the moderator panel's page; the pop-out interaction panel
+(``/w/{id}/panel``), the room access check its script uses, and the room's static
+files (``/rooms/static/``: the WebSocket client, the panel, the moderator panel)."""
 
 from __future__ import annotations
 
@@ -8,17 +10,35 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
 
 from rooms.helpbot import MAX_FAQ_ENTRIES, MAX_VARIANTS
-from rooms.participants import staff_role
+from rooms.participants import ROOM_STATES, JoinRefused, from_token, staff_role
 from server.errors import NotFound
 from server.i18n import translate
 from server.permissions import require_organizer, require_webinar_organizer
-from server.web import AppRoute, add_template_dir, form_str, path_uuid, read_form, redirect, render, request_lang, require_user, services
+from server.web import (
+    AppRoute,
+    add_template_dir,
+    current_user,
+    form_str,
+    path_uuid,
+    read_form,
+    redirect,
+    render,
+    request_lang,
+    require_user,
+    services,
+)
 from server.webinars import get_webinar
 
 add_template_dir(Path(__file__).with_name("templates"))
+
+STATIC_DIR = Path(__file__).with_name("static")
+STATIC_URL = "/rooms/static"
+"""Where the room's scripts and styles are served (``/static`` itself is the server's folder)."""
 
 CTA_FORM_FIELDS = ("company", "job_function", "phone", "message")
 """Fields a CTA form may ask for (the participant's name and email are known already)."""
@@ -118,11 +138,61 @@ async def moderator_panel(request: Request) -> Response:
     return await render(request, "moderate.html", webinar=webinar, hls_url=f"/hls/{webinar_id}/index.m3u8")
 
 
-routes = [
+async def panel_page(request: Request) -> Response:
+    """``GET /w/{webinar_id}/panel``: the interaction panel alone (a pop-out, a second screen,
+    a studio). Public like the viewer page; 404 unless the room is open (announced to replay)."""
+    webinar_id = path_uuid(request, "webinar_id")
+    db = services(request).db
+    webinar = await get_webinar(db, webinar_id)
+    if webinar.state not in ROOM_STATES:
+        raise NotFound("webinar")
+    user = await current_user(request)
+    role = await staff_role(db, user, webinar_id) if user is not None else None
+    response = await render(request, "room_panel.html", webinar=webinar, room_staff=role is not None,
+                            room_static=STATIC_URL)
+    response.headers["cache-control"] = "no-cache"
+    return response
+
+
+async def room_access(request: Request) -> Response:
+    """``GET /w/{webinar_id}/room-access``: may this page join the room, and if not why.
+
+    A browser cannot see why a WebSocket handshake was refused (it only gets code 1006), so
+    the room client asks here after failed attempts: with its join token in the
+    ``X-Room-Token`` header, or with the login cookie for staff. Always 200 (a refusal is an
+    answer, not an error): ``{"ok": true, "role": ...}`` or ``{"ok": false, "error": code}``
+    with the codes of :class:`rooms.participants.JoinRefused`."""
+    db = services(request).db
+    no_store = {"cache-control": "no-store"}
+    try:
+        webinar_id = uuid.UUID(request.path_params["webinar_id"])
+        state = await db.fetchval("SELECT state FROM webinars WHERE id = $1", webinar_id)
+        if state not in ROOM_STATES:
+            raise JoinRefused("room_closed")
+        token = request.headers.get("x-room-token")
+        if token:
+            participant = await from_token(db, services(request).signer, webinar_id, token)
+            role: str | None = participant.role
+        else:
+            user = await current_user(request)
+            role = await staff_role(db, user, webinar_id) if user is not None else None
+            if role is None:
+                raise JoinRefused("no_identity")
+    except ValueError:
+        return JSONResponse({"ok": False, "error": "room_closed"}, headers=no_store)
+    except JoinRefused as exc:
+        return JSONResponse({"ok": False, "error": exc.code}, headers=no_store)
+    return JSONResponse({"ok": True, "role": role}, headers=no_store)
+
+
+routes: list[BaseRoute] = [
     AppRoute("/webinars/{webinar_id}/ctas", ctas_page, access="organizer", methods=["GET"]),
     AppRoute("/webinars/{webinar_id}/ctas", cta_create, access="organizer", methods=["POST"]),
     AppRoute("/accounts/{account_id}/faq", faq_page, access="organizer", methods=["GET"]),
     AppRoute("/accounts/{account_id}/faq", faq_create, access="organizer", methods=["POST"]),
     AppRoute("/accounts/{account_id}/faq/delete", faq_delete, access="organizer", methods=["POST"]),
     AppRoute("/w/{webinar_id}/moderate", moderator_panel, access="user", methods=["GET"]),
+    AppRoute("/w/{webinar_id}/panel", panel_page, access="public", methods=["GET"]),
+    AppRoute("/w/{webinar_id}/room-access", room_access, access="public", methods=["GET"]),
+    Mount(STATIC_URL, StaticFiles(directory=str(STATIC_DIR)), name="rooms_static"),
 ]

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from billing.attendance import viewer_connected, viewer_disconnected, viewer_heartbeat
 from rooms import messages as m
 from rooms.commands import CATEGORY, CommandError, Context, execute
 from rooms.hub import Client, RoomHub
@@ -75,6 +76,10 @@ async def room_socket(ws: WebSocket) -> None:
         if state not in ("announced", "live", "ended", "replay"):
             raise JoinRefused("room_closed")
         participant = await _identify(ws, webinar_id)
+        if state == "live":  # attended the live: no replay invitation (server/notifications.py)
+            await svc.db.execute(
+                "UPDATE participants SET first_seen_live_at = now() WHERE id = $1 AND first_seen_live_at IS NULL",
+                participant.id)
     except (ValueError, JoinRefused) as exc:
         await ws.close(code=4403, reason=getattr(exc, "code", "bad_room"))
         return
@@ -107,6 +112,7 @@ async def room_socket(ws: WebSocket) -> None:
             await close(1008, code)
             return
         client = Client(participant, ws.send_text, close)
+        viewer_connected(svc, ws, participant)
         welcome: dict[str, Any] = {"type": "welcome", "v": m.PROTOCOL_VERSION, "participant": participant.public(),
                                    "role": participant.role, "state": None}
         resumed = hello.last_event_id > 0 and await room.attach(client, hello.last_event_id)
@@ -125,6 +131,7 @@ async def room_socket(ws: WebSocket) -> None:
         pass
     finally:
         WS_CONNECTIONS.dec()
+        viewer_disconnected(svc, ws)
         if client is not None:
             room.detach(client)
             if not client.kicked:
@@ -163,9 +170,10 @@ async def _serve(ws: WebSocket, client: Client, limiter: Limiter, ctx: Context) 
                 client.send_direct(b'{"type":"pong"}')
                 continue
             if isinstance(msg, m.Heartbeat):
-                ctx.extra["heartbeat"] = msg  # audience data: the billing part batches these
+                # Audience data: billing/attendance.py keeps it in memory and writes in batches.
+                counted = await viewer_heartbeat(ws.app.state.services, ws, msg)
                 if ref is not None:
-                    client.send_direct(m.ack(ref))
+                    client.send_direct(m.ack(ref, counted=counted))
                 continue
             if isinstance(msg, m.Hello):
                 raise m.ProtocolError("invalid", "hello was already received", ref)

@@ -23,19 +23,34 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from billing import pages_analytics, pages_billing, pages_privacy
+from billing.attendance import attendance_service
 from ingest.gateway import IngestGateway
 from ingest.rtmp_listener import RTMPListener
 from ingest.srt import SRTListener, SRTUnavailable
 from player import origin, viewer
 from player.live import WARN_BEFORE_S, LiveManager, encode_event
 from player.publication import Publication
+from player.renditions import low_rendition_enabled
 from player.replay import remux_in_subprocess
 from player.storage import LocalMediaStore
 from rooms import pages as room_pages
 from rooms import ws as room_ws
 from rooms.hub import RoomHub
-from server import pages_admin, pages_auth, pages_organizer, pages_sponsor
+from server import (
+    daily,
+    notifications,
+    pages_admin,
+    pages_auth,
+    pages_organizer,
+    pages_registration,
+    pages_sponsor,
+    pages_unsubscribe,
+    registrations,
+    scheduling,
+)
 from server.broker import Broker, create_broker
+from server.jobs import utc_now
 from server.db import Database, ensure_database
 from server.errors import Forbidden, NotFound, RuleViolation
 from server.metrics import BUILD_INFO, MetricsMiddleware, metrics_endpoint
@@ -47,6 +62,12 @@ from server.webinars import set_state
 
 log = logging.getLogger("server.app")
 EMBEDDED_DB_NAME = "webinar"
+
+# Registrants hear about their registration and every move of the webinar (durable email jobs).
+# Process-wide hooks, registered once here (create_app may run many times, in tests).
+registrations.AFTER_REGISTER.append(notifications.on_registered)
+scheduling.AFTER_MOVE.append(notifications.on_webinar_moved)
+scheduling.AFTER_CANCEL.append(notifications.on_webinar_cancelled)
 
 try:
     VERSION = version("webinar")
@@ -159,7 +180,11 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in self.HEADERS if k not in present]
+                # A response that says who may frame it (CSP frame-ancestors: the embeddable
+                # registration form) gets no X-Frame-Options; every other page keeps DENY.
+                framable = any(k.lower() == b"content-security-policy" and b"frame-ancestors" in v for k, v in headers)
+                headers += [(k, v) for k, v in self.HEADERS
+                            if k not in present and not (framable and k == b"x-frame-options")]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -187,9 +212,13 @@ async def media_services(svc: Services) -> AsyncIterator[None]:
         except Exception:
             log.exception("replay MP4 of %s failed", publication.webinar_id)
 
+    async def low_rendition(webinar_id: Any) -> bool:
+        return await low_rendition_enabled(svc.db, webinar_id)
+
     live = LiveManager(store, set_state=persist_state, announce=announce, after_end=after_end,
                        grace_s=settings.live_grace_s, max_live_s=settings.live_max_s,
-                       warn_before_s=tuple(w for w in WARN_BEFORE_S if w < settings.live_max_s))
+                       warn_before_s=tuple(w for w in WARN_BEFORE_S if w < settings.live_max_s),
+                       low_rendition=low_rendition)
     gateway = IngestGateway(svc.db, live)
     svc.extras.update(media_store=store, live=live, gateway=gateway)
     await gateway.start()
@@ -226,7 +255,7 @@ def build_routes() -> list[BaseRoute]:
         *viewer.routes,  # before Mount("/static"), which would shadow its Mount("/static/player")
         Mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static"),
     ]
-    for module in (pages_auth, pages_organizer, pages_admin, pages_sponsor, origin, room_ws, room_pages):
+    for module in (pages_auth, pages_organizer, pages_admin, pages_sponsor, pages_registration, pages_unsubscribe, origin, room_ws, room_pages, pages_billing, pages_privacy, pages_analytics):
         routes.extend(module.routes)
     return routes
 
@@ -245,10 +274,18 @@ def create_app(settings: Settings) -> Starlette:
             app.state.services = svc
             hub = RoomHub(db, broker)
             svc.extras["rooms"] = hub
-            async with media_services(svc):
-                BUILD_INFO.labels(VERSION).set(1)
-                log.info("server ready", extra={"url": settings.base_url, "redis": bool(settings.redis_url)})
-                yield
+            worker = notifications.email_worker(db, settings, svc.signer,
+                                                extra_handlers=daily.handlers(db, utc_now))
+            if settings.run_jobs:
+                await daily.schedule(db, utc_now())
+                await worker.start()
+            try:
+                async with media_services(svc), attendance_service(svc):
+                    BUILD_INFO.labels(VERSION).set(1)
+                    log.info("server ready", extra={"url": settings.base_url, "redis": bool(settings.redis_url)})
+                    yield
+            finally:
+                await worker.stop()
             await hub.close()
             await broker.close()
             log.info("server stopped")

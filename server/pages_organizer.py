@@ -140,6 +140,7 @@ async def _webinar_page(request: Request, webinar: Webinar, status_code: int = 2
         "urls": webinar_urls(svc.settings, webinar.id), "ingest": ingest_urls(svc.settings, None),
         "local_start": local_start.strftime("%Y-%m-%dT%H:%M"), "default_tz": DEFAULT_TZ,
         "error": None, "notice": None, "new_key": None, "invitation_link": None, "invited_email": None,
+        "low_rendition": bool(await svc.db.fetchval("SELECT low_rendition FROM webinars WHERE id = $1", webinar.id)),
     }
     context.update(extra)
     return await render(request, "webinar.html", status_code=status_code, **context)
@@ -167,6 +168,9 @@ async def webinar_update(request: Request) -> Response:
         if room_type:
             changes["room_type"] = room_type
         webinar = await update_webinar(services(request).db, webinar.id, **changes)
+        # The 480p rendition (player/renditions.py) is read when a live starts.
+        await services(request).db.execute("UPDATE webinars SET low_rendition = $2 WHERE id = $1", webinar.id,
+                                           webinar.room_type == "studio" and form.get("low_rendition") == "on")
     except RuleViolation as exc:
         return await _webinar_page(request, webinar, status_code=422,
                                    error=translate(request_lang(request), f"rule.{exc.code}", **exc.params))

@@ -23,7 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from itsdangerous import BadSignature, URLSafeSerializer
 
-Purpose = Literal["invitation", "sponsor-key", "csrf", "join", "unsubscribe"]
+Purpose = Literal["invitation", "sponsor-key", "csrf", "join", "unsubscribe", "embed-form"]
 
 _hasher = PasswordHasher()
 

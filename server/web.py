@@ -145,8 +145,12 @@ async def render(request: Request, template: str, status_code: int = 200, **cont
     return response
 
 
-async def read_form(request: Request) -> FormData:
-    """The posted form, after the CSRF check (double-submit cookie) and a size limit."""
+async def read_form(request: Request, *, csrf: bool = True) -> FormData:
+    """The posted form, after a size limit and the CSRF check (double-submit cookie).
+
+    ``csrf=False`` is for the few forms that carry their own proof instead of the
+    cookie (the cross-site embedded registration form, one-click unsubscribe):
+    their callers document why that is safe."""
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
         raise BadRequest("form too large")
@@ -154,6 +158,8 @@ async def read_form(request: Request) -> FormData:
         form = await request.form(max_files=0, max_fields=200)
     except Exception as exc:  # multipart/urlencoded parse errors
         raise BadRequest(str(exc)[:200]) from None
+    if not csrf:
+        return form
     token = form.get(CSRF_FIELD)
     if not services(request).signer.csrf_ok(request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None):
         raise CSRFError()
