@@ -18,6 +18,7 @@ import uvicorn
 from server.app import create_app
 from server.db import Database
 from server.settings import Settings
+from tests.support.browser import Chromium, launch_chromium
 from tests.support.net import free_port, free_udp_port
 from tests.support.postgres import PostgresForTests
 
@@ -130,6 +131,23 @@ async def live(pg: PostgresForTests, request: pytest.FixtureRequest) -> AsyncIte
 async def browser(live: LiveServer) -> AsyncIterator[Browser]:
     async with live.client() as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+async def chromium_process() -> AsyncIterator[Chromium]:
+    """One headless Debian Chromium per test module (browser tests)."""
+    async with launch_chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+async def chromium(chromium_process: Chromium) -> AsyncIterator[Chromium]:
+    """The module's Chromium; the pages a test opens are closed after it (before its server stops)."""
+    pages = Chromium(chromium_process.browser)
+    try:
+        yield pages
+    finally:
+        await pages.close()
 
 
 def utc(*args: int) -> dt.datetime:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 from playwright.async_api import Locator, Page, expect
@@ -23,7 +23,7 @@ from playwright.async_api import Locator, Page, expect
 from server.i18n import translate
 from server.webinars import set_state
 from tests.conftest import LiveServer, browser
-from tests.support.browser import Chromium, PageErrors, chromium_available, failed_resource, launch_chromium, watch_errors
+from tests.support.browser import Chromium, PageErrors, chromium_available, failed_resource, watch_errors
 from tests.world import PASSWORD, World, make_world
 
 pytestmark = pytest.mark.integration
@@ -35,22 +35,6 @@ HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">'
 HOSTILE_TEXT = "<script>window.__pwned=2</script>"
 NO_FAVICON = failed_resource("/favicon.ico")
 """The site has no favicon: Chromium logs the 404 of its automatic request."""
-
-
-@pytest.fixture(scope="module")
-async def chromium_process() -> AsyncIterator[Chromium]:
-    async with launch_chromium() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-async def chromium(chromium_process: Chromium) -> AsyncIterator[Chromium]:
-    """The module's Chromium; the pages a test opens are closed after it (before its server stops)."""
-    pages = Chromium(chromium_process.browser)
-    try:
-        yield pages
-    finally:
-        await pages.close()
 
 
 async def open_room(live: LiveServer) -> World:

@@ -35,7 +35,6 @@ from tests.support.browser import (
     Chromium,
     chromium_available,
     failed_resource,
-    launch_chromium,
     wait_video_advancing,
     watch_errors,
 )
@@ -156,22 +155,6 @@ async def wait_state(page: Page, state: str, timeout_ms: int = STATE_TIMEOUT_MS)
                     && document.getElementById("viewer").dataset.state === state""",
         arg=state, timeout=timeout_ms,
     )
-
-
-@pytest.fixture(scope="module")
-async def chromium_process() -> AsyncIterator[Chromium]:
-    async with launch_chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-async def chromium(chromium_process: Chromium) -> AsyncIterator[Chromium]:
-    """The module's Chromium; the pages a test opens are closed after it (before its server stops)."""
-    pages = Chromium(chromium_process.browser)
-    try:
-        yield pages
-    finally:
-        await pages.close()
 
 
 async def test_debian_chromium_plays_h264_aac_fmp4_through_mse(chromium: Chromium) -> None:
