@@ -154,6 +154,7 @@ async def run_load(mode: str, viewers: int, args: argparse.Namespace, port: int,
         merged["captured_playlist"] = merged["captured_playlist"] or r["captured_playlist"]
     loader_cores = [v for k, v in merged["cpu"].items() if k.startswith("load")]
     merged["loader_cores"] = sum(loader_cores)
+    merged["loader_starved"] = max((v for k, v in merged["starved"].items() if k.startswith("load")), default=0.0)
     merged["loader_saturated"] = any(c > 0.9 for c in loader_cores)
     merged["ok"] = merged["late"] == 0 and merged["drifted"] == 0 and not merged["errors"] and merged["parts"] > 0
     return merged
@@ -168,7 +169,8 @@ def describe(kind: str, r: dict[str, Any]) -> str:
             f"{fmt(r['edge_p99'])}/{fmt(r['edge_max'])} s; "
             f"{r['requests'] / r['run_s']:.0f} req/s, {r['bytes'] * 8 / r['run_s'] / 1e6:.0f} Mbit/s; "
             f"server {server:.2f} cores (waited for a CPU {100 * r['starved'].get('server', 0):.0f} %), "
-            f"load {r['loader_cores']:.2f}{' (SATURATED)' if r['loader_saturated'] else ''}, "
+            f"load {r['loader_cores']:.2f}{' (SATURATED)' if r['loader_saturated'] else ''} "
+            f"(waited {100 * r['loader_starved']:.0f} %), "
             f"other {r['other']:.2f}" + (f"; {r['first_errors'][:2]}" if r["errors"] else "")
             + (f"; worst {r['worst']}" if r["late"] else ""))
 
@@ -264,13 +266,14 @@ def table(kind: str, results: list[dict[str, Any]]) -> None:
     print(f"\n{kind}:")
     print_table(
         ["K", "try", "ok", "parts", "late", "drifted", "errors", "fan-out p50/p99/max ms", "behind edge p99/max ms",
-         "req/s", "Mbit/s", "server cores", "server CPU wait", "load cores", "other load"],
+         "req/s", "Mbit/s", "server cores", "server CPU wait", "load cores", "load CPU wait", "other load"],
         [[r["viewers"], r.get("attempt", 1), "yes" if r["ok"] else "NO", r["parts"], r["late"], r["drifted"], sum(r["errors"].values()),
           f"{fmt(r['p50'])}/{fmt(r['p99'])}/{fmt(r['max'])}", f"{fmt(r['edge_p99'])}/{fmt(r['edge_max'])}",
           f"{r['requests'] / r['run_s']:.0f}",
           f"{r['bytes'] * 8 / r['run_s'] / 1e6:.0f}", f"{r['cpu'].get('server', 0):.2f}",
           f"{100 * r['starved'].get('server', 0):.0f} %",
-          f"{r['loader_cores']:.2f}{'*' if r['loader_saturated'] else ''}", f"{r['other']:.2f}"] for r in results],
+          f"{r['loader_cores']:.2f}{'*' if r['loader_saturated'] else ''}", f"{100 * r['loader_starved']:.0f} %",
+          f"{r['other']:.2f}"] for r in results],
     )
 
 

@@ -136,7 +136,8 @@ async def prepare_room(database_url: str, n: int) -> tuple[uuid.UUID, list[str]]
 
 
 @contextlib.asynccontextmanager
-async def our_servers(bench: Bench, workers: int) -> AsyncIterator[tuple[list[ServerProcess], str, RedisServer | None]]:
+async def our_servers(bench: Bench, workers: int, env: dict[str, str] | None = None,
+                      ) -> AsyncIterator[tuple[list[ServerProcess], str, RedisServer | None]]:
     database_url = await bench.pg.new_database()
     redis: RedisServer | None = None
     servers: list[ServerProcess] = []
@@ -147,7 +148,7 @@ async def our_servers(bench: Bench, workers: int) -> AsyncIterator[tuple[list[Se
         for _ in range(workers):
             servers.append(ServerProcess(database_url, redis_url=redis.url if redis else None,
                                          data_dir=bench.tmp / f"node-{uuid.uuid4().hex[:8]}",
-                                         env={"WEBINAR_SECRET_KEY": SECRET}))
+                                         env={**(env or {}), "WEBINAR_SECRET_KEY": SECRET}))
         await asyncio.gather(*(s.astart() for s in servers))
         yield servers, database_url, redis
     finally:
@@ -383,7 +384,8 @@ async def run_one(bench: Bench, config: str, n: int, args: argparse.Namespace) -
             targets = [["127.0.0.1", port, "/"] for _ in range(n)]
             return await measure(config, n, targets, [proc.pid], extra, args)
     workers = 2 if config == "ours_2w" else 1
-    async with our_servers(bench, workers) as (servers, database_url, redis):
+    server_env = dict(item.split("=", 1) for item in args.server_env)
+    async with our_servers(bench, workers, server_env) as (servers, database_url, redis):
         t0 = time.monotonic()
         webinar_id, tokens = await prepare_room(database_url, n)
         log(f"room and {n} join tokens ready in {time.monotonic() - t0:.1f} s")
@@ -400,7 +402,7 @@ async def start_profiler(pid: int, args: argparse.Namespace) -> asyncio.subproce
     log(f"py-spy sampling pid {pid} for {args.window:.0f} s into {args.profile_out}")
     return await asyncio.create_subprocess_exec(
         args.py_spy, "record", "--pid", str(pid), "--duration", str(int(args.window)), "--rate", "100",
-        "--format", "raw", "--output", str(args.profile_out), "--nonblocking",
+        "--format", "raw", "--output", str(args.profile_out), *(["--native"] if args.profile_native else ["--nonblocking"]),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 
@@ -568,6 +570,8 @@ async def main_async(args: argparse.Namespace, argv: list[str]) -> int:
     if args.write:
         if args.quick:
             log("--quick figures are not written to RESULTS.md (run without --quick)")
+        elif args.server_env:
+            log("runs with --server-env are experiments: not written to RESULTS.md")
         elif set(configs) != set(CONFIGS):
             log("partial runs (--configs) are not written to RESULTS.md")
         else:
@@ -593,6 +597,10 @@ def main() -> int:
     parser.add_argument("--profile", default="", help="CONFIG or CONFIG:N whose first server py-spy samples over the window, e.g. ours_1w:10000")
     parser.add_argument("--py-spy", default="/tmp/prof/bin/py-spy", help="py-spy binary (a throw-away venv)")
     parser.add_argument("--profile-out", default="/tmp/ws_fanout_profile.txt")
+    parser.add_argument("--profile-native", action="store_true",
+                        help="py-spy --native (C frames too: the garbage collector, syscalls); pauses the server to sample")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for our server processes (experiments; runs with it are not written)")
     parser.add_argument("--json", default="", help="also write every run's figures to this file")
     parser.add_argument("--write", action="store_true", help="update this benchmark's rows of benchmarks/RESULTS.md")
     argv = sys.argv[1:]
