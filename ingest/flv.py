@@ -36,6 +36,7 @@ from typing import Final
 
 from ingest import amf0
 from player.media import TIMESCALE, AccessUnit, AudioConfig, TrackConfig, VideoCodec, VideoConfig
+from player.nal import unescape_rbsp
 
 __all__ = [
     "MAX_DIMENSION",
@@ -195,18 +196,6 @@ class _BitReader:
         return (code + 1) // 2 if code & 1 else -(code // 2)
 
 
-def _rbsp(nal_payload: bytes) -> bytes:
-    """Remove emulation-prevention bytes (00 00 03 -> 00 00)."""
-    out = bytearray()
-    zeros = 0
-    for byte in nal_payload:
-        if zeros >= 2 and byte == 3:
-            zeros = 0
-            continue
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes(out)
-
 
 def _crop(width: int, height: int) -> tuple[int, int]:
     if 0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION:
@@ -226,7 +215,7 @@ def h264_sps_dimensions(sps: bytes) -> tuple[int, int]:
     """
     if len(sps) < 4 or sps[0] & 0x1F != 7:
         return 0, 0
-    reader = _BitReader(_rbsp(sps[1:]))
+    reader = _BitReader(unescape_rbsp(sps[1:]))
     try:
         profile_idc = reader.bits(8)
         reader.skip(16)  # constraint flags, level_idc
@@ -302,7 +291,7 @@ def hevc_sps_dimensions(sps: bytes) -> tuple[int, int]:
     """
     if len(sps) < 4 or (sps[0] >> 1) & 0x3F != 33:
         return 0, 0
-    reader = _BitReader(_rbsp(sps[2:]))
+    reader = _BitReader(unescape_rbsp(sps[2:]))
     try:
         reader.skip(4)  # sps_video_parameter_set_id
         max_sub_layers_minus1 = reader.bits(3)

@@ -52,6 +52,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from player.media import TIMESCALE, AudioConfig, TrackConfig, VideoConfig
+from player.nal import unescape_rbsp
 
 __all__ = [
     "MOVIE_TIMESCALE",
@@ -219,18 +220,6 @@ class _BitReader:
         return (code + 1) // 2 if code & 1 else -(code // 2)
 
 
-def _rbsp(nal: bytes) -> bytes:
-    """Remove emulation prevention bytes (00 00 03 -> 00 00)."""
-    out = bytearray()
-    zeros = 0
-    for byte in nal:
-        if zeros >= 2 and byte == 3:
-            zeros = 0
-            continue
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes(out)
-
 
 # --------------------------------------------------------------------------- avcC / hvcC
 
@@ -303,7 +292,7 @@ def _config_record(config: VideoConfig) -> _ConfigRecord:
 
 def _h264_dimensions(sps: bytes) -> tuple[int, int]:
     """Width and height in pixels from an H.264 SPS NAL unit (H.264 7.3.2.1.1, cropping applied)."""
-    reader = _BitReader(_rbsp(sps[1:]))
+    reader = _BitReader(unescape_rbsp(sps[1:]))
     profile_idc = reader.bits(8)
     reader.skip(16)  # constraint flags, level_idc
     reader.ue()  # seq_parameter_set_id
@@ -357,7 +346,7 @@ def _h264_dimensions(sps: bytes) -> tuple[int, int]:
 
 def _hevc_dimensions(sps: bytes) -> tuple[int, int]:
     """Width and height from an HEVC SPS NAL unit (H.265 7.3.2.2, conformance window applied)."""
-    reader = _BitReader(_rbsp(sps[2:]))
+    reader = _BitReader(unescape_rbsp(sps[2:]))
     reader.skip(4)  # sps_video_parameter_set_id
     max_sub_layers_minus1 = reader.bits(3)
     reader.skip(1)  # sps_temporal_id_nesting_flag
