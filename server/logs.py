@@ -10,10 +10,26 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import sys
 from typing import Any
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "color_message"}
+
+
+_SECRET_PARAM = re.compile(r"((?:^|[?&;])(?:token|key)=)[^&\s\"']+")
+
+
+class RedactSecrets(logging.Filter):
+    """Masks ``token=`` and ``key=`` query values (join tokens, sponsor keys) in every
+    log line: uvicorn logs WebSocket and request paths with their query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRET_PARAM.sub(r"\1***", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
 
 
 class JSONFormatter(logging.Formatter):
@@ -35,6 +51,7 @@ class JSONFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -47,3 +47,20 @@ def test_secret_generated_once(tmp_path: Path) -> None:
     assert len(first) >= 40 and s.resolved_secret() == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
     assert Settings.from_env({"WEBINAR_SECRET_KEY": "given"}, data_dir=tmp_path).resolved_secret() == "given"
+
+
+def test_logs_redact_tokens_and_keys() -> None:
+    import logging
+
+    from server.logs import RedactSecrets
+
+    record = logging.LogRecord("uvicorn.error", logging.INFO, "", 0, '%s - "WebSocket %s" [accepted]',
+                               ("127.0.0.1:5000", "/ws/rooms/abc?token=SECRET.value-1&x=2"), None)
+    assert RedactSecrets().filter(record)
+    assert record.getMessage() == '127.0.0.1:5000 - "WebSocket /ws/rooms/abc?token=***&x=2" [accepted]'
+    other = logging.LogRecord("x", logging.INFO, "", 0, "GET /sponsor/accounts/1?key=abc.def HTTP/1.1", None, None)
+    RedactSecrets().filter(other)
+    assert "abc.def" not in other.getMessage() and "key=***" in other.getMessage()
+    plain = logging.LogRecord("x", logging.INFO, "", 0, "nothing secret here", None, None)
+    RedactSecrets().filter(plain)
+    assert plain.getMessage() == "nothing secret here"
