@@ -387,7 +387,14 @@ def main(argv: list[str] | None = None) -> int:
             match = [s for s in steps if s.n == n]
             return f"{match[-1].server_cores:.2f} cores at N={n}" if match else "n/a"
 
-        ratio = f"{n_ours / n_peer:.2f}" if n_peer else "n/a"
+        if n_ours == top and n_peer == top:
+            ratio = f"n/a (both ≥ {top})"
+        elif n_peer == top:
+            ratio = f"≤ {n_ours / n_peer:.2f}"
+        elif n_ours == top:
+            ratio = f"≥ {n_ours / n_peer:.2f}" if n_peer else "n/a"
+        else:
+            ratio = f"{n_ours / n_peer:.2f}" if n_peer else "n/a"
         common = max((s.n for s in ours if not s.stalled and any(p.n == s.n for p in peer)), default=0)
         cpu_ratio = ""
         if common:

@@ -324,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                 METRIC,
                 ours=f"{shown(n_ours)}{at(result['ours'], n_ours)}",
                 peer=f"{shown(n_peer)}{at(result['peer'], n_peer)}",
-                ratio=(f"{n_ours / n_peer:.2f}" if n_peer else "n/a") + (" ✓" if n_ours >= 1000 else " ✗"),
+                ratio=(("≤ " if n_peer == top and n_ours < top else "") + f"{n_ours / n_peer:.2f}" if n_peer else "n/a")
+                + (" ✓" if n_ours >= 1000 else " ✗"),
                 target="≥ 1,000",
                 command=command_line(MODULE, argv),
             )],
