@@ -49,12 +49,9 @@ from server.db import Database
 from server.errors import NotFound, RuleViolation
 from server.i18n import LANGUAGES, translate
 from server.orders import BUSINESS_TZ, Order
-from server.scheduling import LOST_AFTER_MONTHS
-from server.scheduling import _add_months as add_months  # the one month arithmetic of the R-SCH rules
+from server.scheduling import DELIVERED_STATES, LOST_AFTER_MONTHS, add_months
 
 INVOICE_KINDS = ("deposit", "balance", "metering", "fees", "extras")
-DELIVERED_STATES = ("live", "ended", "replay", "removed")
-"""Webinar states that count as delivered (as in :func:`server.scheduling.mark_lost`)."""
 METERED_STATES = ("ended", "replay", "removed")
 """Webinars whose attendees are metered: the live is over (replay viewers keep coming)."""
 FEE_KINDS = {"fees": ("reschedule", "cancellation"), "extras": ("extra",)}

@@ -23,7 +23,7 @@ from billing.invoices import today_paris
 from billing.personal_data import erase_webinars_participants, log_retention
 from server.db import Database
 from server.errors import NotFound, RuleViolation
-from server.scheduling import _add_months as add_months  # the one month arithmetic of the R-SCH rules
+from server.scheduling import add_months
 
 MAX_RETENTION_MONTHS = 120
 """As the ``accounts.retention_months`` check allows."""

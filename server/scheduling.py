@@ -22,6 +22,7 @@ requests and move freely (inside the rules of :mod:`server.webinars`).
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -204,12 +205,17 @@ async def _fee(conn: asyncpg.Connection, order: Order, webinar: Webinar, kind: s
         f"{kind} of a studio/director webinar: {webinar.title}", now)
 
 
-def _add_months(day: dt.date, months: int) -> dt.date:
+DELIVERED_STATES = ("live", "ended", "replay", "removed")
+"""Webinar states that count as delivered (it went live); a webinar whose slot was
+consumed (``consumed_at``) counts too. Used by R-SCH-5 and the balance invoice."""
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """``day`` plus ``months`` calendar months, clamped to the last day of the month
+    (31 January + 1 month = 28/29 February). The one month arithmetic of the rules."""
     month = day.month - 1 + months
     year = day.year + month // 12
     month = month % 12 + 1
-    import calendar
-
     return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
@@ -231,11 +237,11 @@ async def mark_lost(db: Database, now: dt.datetime | None = None) -> list[LostRe
     async with db.acquire() as conn, conn.transaction():
         for order_row in await conn.fetch("SELECT * FROM orders ORDER BY signed_on"):
             order = Order.from_row(order_row)
-            if _add_months(order.signed_on, LOST_AFTER_MONTHS) > today:
+            if add_months(order.signed_on, LOST_AFTER_MONTHS) > today:
                 continue
             delivered = await conn.fetchval(
                 "SELECT count(*) FROM webinars WHERE order_id = $1 AND "
-                "(state IN ('live', 'ended', 'replay', 'removed') OR consumed_at IS NOT NULL)", order.id)
+                "(state = ANY($2::text[]) OR consumed_at IS NOT NULL)", order.id, list(DELIVERED_STATES))
             marked = await conn.fetch(
                 "UPDATE webinars SET lost_at = $2 WHERE order_id = $1 AND lost_at IS NULL AND consumed_at IS NULL "
                 "AND state IN ('draft', 'announced') RETURNING id", order.id, now)
