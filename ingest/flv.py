@@ -36,7 +36,8 @@ from typing import Final
 
 from ingest import amf0
 from player.media import TIMESCALE, AccessUnit, AudioConfig, TrackConfig, VideoCodec, VideoConfig
-from player.nal import unescape_rbsp
+from player.nal import BitReader, NALError, parse_h264_sps, parse_hevc_sps
+from player.nal import parse_avc_decoder_config as nal_parse_avc_decoder_config
 
 __all__ = [
     "MAX_DIMENSION",
@@ -150,60 +151,10 @@ class TimestampUnwrapper:
 # --------------------------------------------------------------------------- bit reading
 
 
-class _BitsExhausted(Exception):
-    """Internal: the RBSP ended or a field was out of range while parsing an SPS."""
-
-
-class _BitReader:
-    __slots__ = ("data", "end", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-        self.end = len(data) * 8
-
-    def bit(self) -> int:
-        if self.pos >= self.end:
-            raise _BitsExhausted
-        value = (self.data[self.pos >> 3] >> (7 - (self.pos & 7))) & 1
-        self.pos += 1
-        return value
-
-    def bits(self, n: int) -> int:
-        if self.pos + n > self.end:
-            raise _BitsExhausted
-        value = 0
-        for _ in range(n):
-            value = (value << 1) | ((self.data[self.pos >> 3] >> (7 - (self.pos & 7))) & 1)
-            self.pos += 1
-        return value
-
-    def skip(self, n: int) -> None:
-        if self.pos + n > self.end:
-            raise _BitsExhausted
-        self.pos += n
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.bit() == 0:
-            zeros += 1
-            if zeros > 31:
-                raise _BitsExhausted
-        return (1 << zeros) - 1 + self.bits(zeros)
-
-    def se(self) -> int:
-        code = self.ue()
-        return (code + 1) // 2 if code & 1 else -(code // 2)
-
-
-
 def _crop(width: int, height: int) -> tuple[int, int]:
     if 0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION:
         return width, height
     return 0, 0
-
-
-_HIGH_PROFILES: Final = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
 
 
 def h264_sps_dimensions(sps: bytes) -> tuple[int, int]:
@@ -211,76 +162,13 @@ def h264_sps_dimensions(sps: bytes) -> tuple[int, int]:
 
     ``sps`` starts with the NAL header byte. Returns ``(0, 0)`` if the SPS is
     not an SPS, is truncated, or gives a size outside 1..:data:`MAX_DIMENSION`.
-    Never raises.
+    Never raises. The parsing is :func:`player.nal.parse_h264_sps`.
     """
-    if len(sps) < 4 or sps[0] & 0x1F != 7:
-        return 0, 0
-    reader = _BitReader(unescape_rbsp(sps[1:]))
     try:
-        profile_idc = reader.bits(8)
-        reader.skip(16)  # constraint flags, level_idc
-        reader.ue()  # seq_parameter_set_id
-        chroma_format_idc = 1
-        separate_colour_plane = 0
-        if profile_idc in _HIGH_PROFILES:
-            chroma_format_idc = reader.ue()
-            if chroma_format_idc > 3:
-                return 0, 0
-            if chroma_format_idc == 3:
-                separate_colour_plane = reader.bit()
-            reader.ue()  # bit_depth_luma_minus8
-            reader.ue()  # bit_depth_chroma_minus8
-            reader.bit()  # qpprime_y_zero_transform_bypass_flag
-            if reader.bit():  # seq_scaling_matrix_present_flag
-                for index in range(8 if chroma_format_idc != 3 else 12):
-                    if reader.bit():
-                        _skip_scaling_list(reader, 16 if index < 6 else 64)
-        reader.ue()  # log2_max_frame_num_minus4
-        poc_type = reader.ue()
-        if poc_type == 0:
-            reader.ue()  # log2_max_pic_order_cnt_lsb_minus4
-        elif poc_type == 1:
-            reader.bit()  # delta_pic_order_always_zero_flag
-            reader.se()  # offset_for_non_ref_pic
-            reader.se()  # offset_for_top_to_bottom_field
-            cycle = reader.ue()
-            if cycle > 255:
-                return 0, 0
-            for _ in range(cycle):
-                reader.se()
-        elif poc_type != 2:
-            return 0, 0
-        reader.ue()  # max_num_ref_frames
-        reader.bit()  # gaps_in_frame_num_value_allowed_flag
-        width_mbs = reader.ue() + 1
-        height_map_units = reader.ue() + 1
-        frame_mbs_only = reader.bit()
-        if not frame_mbs_only:
-            reader.bit()  # mb_adaptive_frame_field_flag
-        reader.bit()  # direct_8x8_inference_flag
-        crop_left = crop_right = crop_top = crop_bottom = 0
-        if reader.bit():  # frame_cropping_flag
-            crop_left, crop_right, crop_top, crop_bottom = reader.ue(), reader.ue(), reader.ue(), reader.ue()
-    except _BitsExhausted:
+        parsed = parse_h264_sps(sps)
+    except NALError:
         return 0, 0
-    chroma_array_type = 0 if separate_colour_plane else chroma_format_idc
-    if chroma_array_type == 0:
-        crop_unit_x, crop_unit_y = 1, 2 - frame_mbs_only
-    else:
-        sub_width_c = 1 if chroma_array_type == 3 else 2
-        sub_height_c = 2 if chroma_array_type == 1 else 1
-        crop_unit_x, crop_unit_y = sub_width_c, sub_height_c * (2 - frame_mbs_only)
-    width = width_mbs * 16 - crop_unit_x * (crop_left + crop_right)
-    height = (2 - frame_mbs_only) * height_map_units * 16 - crop_unit_y * (crop_top + crop_bottom)
-    return _crop(width, height)
-
-
-def _skip_scaling_list(reader: _BitReader, size: int) -> None:
-    last_scale = next_scale = 8
-    for _ in range(size):
-        if next_scale != 0:
-            next_scale = (last_scale + reader.se() + 256) % 256
-        last_scale = next_scale if next_scale != 0 else last_scale
+    return _crop(parsed.width, parsed.height)
 
 
 def hevc_sps_dimensions(sps: bytes) -> tuple[int, int]:
@@ -288,43 +176,13 @@ def hevc_sps_dimensions(sps: bytes) -> tuple[int, int]:
 
     ``sps`` starts with the 2-byte NAL header. Returns ``(0, 0)`` when it does
     not parse or the size is outside 1..:data:`MAX_DIMENSION`. Never raises.
+    The parsing is :func:`player.nal.parse_hevc_sps`.
     """
-    if len(sps) < 4 or (sps[0] >> 1) & 0x3F != 33:
-        return 0, 0
-    reader = _BitReader(unescape_rbsp(sps[2:]))
     try:
-        reader.skip(4)  # sps_video_parameter_set_id
-        max_sub_layers_minus1 = reader.bits(3)
-        reader.skip(1)  # sps_temporal_id_nesting_flag
-        reader.skip(96)  # general profile_tier_level: 88 bits + general_level_idc
-        profile_present: list[int] = []
-        level_present: list[int] = []
-        for _ in range(max_sub_layers_minus1):
-            profile_present.append(reader.bit())
-            level_present.append(reader.bit())
-        if max_sub_layers_minus1 > 0:
-            reader.skip(2 * (8 - max_sub_layers_minus1))  # reserved_zero_2bits
-        for index in range(max_sub_layers_minus1):
-            if profile_present[index]:
-                reader.skip(88)
-            if level_present[index]:
-                reader.skip(8)
-        reader.ue()  # sps_seq_parameter_set_id
-        chroma_format_idc = reader.ue()
-        if chroma_format_idc > 3:
-            return 0, 0
-        separate_colour_plane = reader.bit() if chroma_format_idc == 3 else 0
-        width = reader.ue()
-        height = reader.ue()
-        left = right = top = bottom = 0
-        if reader.bit():  # conformance_window_flag
-            left, right, top, bottom = reader.ue(), reader.ue(), reader.ue(), reader.ue()
-    except _BitsExhausted:
+        parsed = parse_hevc_sps(sps)
+    except NALError:
         return 0, 0
-    chroma_array_type = 0 if separate_colour_plane else chroma_format_idc
-    sub_width_c = 2 if chroma_array_type in (1, 2) else 1
-    sub_height_c = 2 if chroma_array_type == 1 else 1
-    return _crop(width - sub_width_c * (left + right), height - sub_height_c * (top + bottom))
+    return _crop(parsed.width, parsed.height)
 
 
 # --------------------------------------------------------------------------- decoder configuration records
@@ -339,38 +197,19 @@ class _VideoRecord:
 
 
 def parse_avc_decoder_config(record: bytes) -> tuple[int, list[bytes]]:
-    """Validate an AVCDecoderConfigurationRecord (``avcC``).
+    """Validate an AVCDecoderConfigurationRecord (``avcC``) with :func:`player.nal.parse_avc_decoder_config`.
 
     Returns the NAL unit length size (1, 2 or 4 bytes) and the SPS NAL units.
-    Raises :class:`FLVError` if the record is malformed.
+    Raises :class:`FLVError` if the record is malformed or holds more than
+    :data:`MAX_PARAMETER_SETS` SPS or PPS.
     """
-    if len(record) < 7:
-        raise FLVError(f"avcC record too short ({len(record)} bytes)")
-    if record[0] != 1:
-        raise FLVError(f"avcC configurationVersion {record[0]} is not 1")
-    length_size = (record[4] & 0x03) + 1
-    if length_size == 3:
-        raise FLVError("avcC NAL unit length size of 3 bytes is not allowed")
-    pos = 5
-    sps_list: list[bytes] = []
-    for is_sps in (True, False):
-        if pos >= len(record):
-            raise FLVError("avcC record truncated before its parameter-set count")
-        count = record[pos] & (0x1F if is_sps else 0xFF)
-        pos += 1
-        if count > MAX_PARAMETER_SETS:
-            raise FLVError(f"avcC record with {count} parameter sets")
-        for _ in range(count):
-            if pos + 2 > len(record):
-                raise FLVError("avcC record truncated in a parameter-set length")
-            size = (record[pos] << 8) | record[pos + 1]
-            pos += 2
-            if size == 0 or pos + size > len(record):
-                raise FLVError("avcC parameter set truncated or empty")
-            if is_sps:
-                sps_list.append(record[pos : pos + size])
-            pos += size
-    return length_size, sps_list
+    try:
+        config = nal_parse_avc_decoder_config(record)
+    except NALError as exc:
+        raise FLVError(f"avcC record: {exc}") from None
+    if max(len(config.sps), len(config.pps)) > MAX_PARAMETER_SETS:
+        raise FLVError(f"avcC record with more than {MAX_PARAMETER_SETS} parameter sets")
+    return config.length_size, list(config.sps)
 
 
 def parse_hevc_decoder_config(record: bytes) -> tuple[int, list[bytes]]:
@@ -440,18 +279,18 @@ def parse_audio_specific_config(asc: bytes) -> AACConfigInfo:
     configuration is carried in a program config element.
     Raises :class:`FLVError` on a truncated or invalid config.
     """
-    reader = _BitReader(bytes(asc))
+    reader = BitReader(bytes(asc))
     try:
-        object_type = reader.bits(5)
+        object_type = reader.u(5)
         if object_type == 31:
-            object_type = 32 + reader.bits(6)
+            object_type = 32 + reader.u(6)
         if object_type == 0:
             raise FLVError("AudioSpecificConfig with audio object type 0 (null)")
         sample_rate = _aac_sample_rate(reader)
-        channel_config = reader.bits(4)
+        channel_config = reader.u(4)
         if object_type in (5, 29):
             sample_rate = _aac_sample_rate(reader)
-    except _BitsExhausted as exc:
+    except NALError as exc:
         raise FLVError(f"AudioSpecificConfig truncated ({len(asc)} bytes)") from exc
     if channel_config and channel_config not in _AAC_CHANNELS:
         raise FLVError(f"AudioSpecificConfig with reserved channel configuration {channel_config}")
@@ -461,10 +300,10 @@ def parse_audio_specific_config(asc: bytes) -> AACConfigInfo:
     return AACConfigInfo(object_type, sample_rate, channels)
 
 
-def _aac_sample_rate(reader: _BitReader) -> int:
-    index = reader.bits(4)
+def _aac_sample_rate(reader: BitReader) -> int:
+    index = reader.u(4)
     if index == 15:
-        rate = reader.bits(24)
+        rate = reader.u(24)
         if rate == 0:
             raise FLVError("AudioSpecificConfig with an explicit sample rate of 0 Hz")
         return rate

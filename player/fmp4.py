@@ -52,7 +52,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from player.media import TIMESCALE, AudioConfig, TrackConfig, VideoConfig
-from player.nal import unescape_rbsp
+from player.nal import BitReader, NALError, parse_h264_sps, parse_hevc_sps
 
 __all__ = [
     "MOVIE_TIMESCALE",
@@ -178,49 +178,6 @@ def _full_box(kind: bytes, version: int, flags: int, *payload: bytes) -> bytes:
     return _box(kind, struct.pack(">I", (version << 24) | flags), *payload)
 
 
-# --------------------------------------------------------------------------- bit reading
-
-
-class _BitReader:
-    """MSB-first reader over an RBSP (emulation prevention bytes already removed)."""
-
-    __slots__ = ("_data", "_pos")
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def bits(self, count: int) -> int:
-        value = 0
-        for _ in range(count):
-            byte_index = self._pos >> 3
-            if byte_index >= len(self._data):
-                raise Fmp4Error("bit string truncated")
-            value = (value << 1) | ((self._data[byte_index] >> (7 - (self._pos & 7))) & 1)
-            self._pos += 1
-        return value
-
-    def skip(self, count: int) -> None:
-        if self._pos + count > 8 * len(self._data):
-            raise Fmp4Error("bit string truncated")
-        self._pos += count
-
-    def ue(self) -> int:
-        """Unsigned Exp-Golomb code (H.264/H.265 ``ue(v)``)."""
-        zeros = 0
-        while self.bits(1) == 0:
-            zeros += 1
-            if zeros > 31:
-                raise Fmp4Error("Exp-Golomb code too long")
-        return (1 << zeros) - 1 + self.bits(zeros)
-
-    def se(self) -> int:
-        """Signed Exp-Golomb code (``se(v)``)."""
-        code = self.ue()
-        return (code + 1) // 2 if code & 1 else -(code // 2)
-
-
-
 # --------------------------------------------------------------------------- avcC / hvcC
 
 
@@ -290,92 +247,6 @@ def _config_record(config: VideoConfig) -> _ConfigRecord:
     raise Fmp4Error(f"unsupported video codec {config.codec!r}")
 
 
-def _h264_dimensions(sps: bytes) -> tuple[int, int]:
-    """Width and height in pixels from an H.264 SPS NAL unit (H.264 7.3.2.1.1, cropping applied)."""
-    reader = _BitReader(unescape_rbsp(sps[1:]))
-    profile_idc = reader.bits(8)
-    reader.skip(16)  # constraint flags, level_idc
-    reader.ue()  # seq_parameter_set_id
-    chroma_format_idc = 1
-    separate_colour_plane = 0
-    if profile_idc in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
-        chroma_format_idc = reader.ue()
-        if chroma_format_idc == 3:
-            separate_colour_plane = reader.bits(1)
-        reader.ue()  # bit_depth_luma_minus8
-        reader.ue()  # bit_depth_chroma_minus8
-        reader.skip(1)  # qpprime_y_zero_transform_bypass_flag
-        if reader.bits(1):  # seq_scaling_matrix_present_flag
-            for index in range(8 if chroma_format_idc != 3 else 12):
-                if reader.bits(1):
-                    last, following = 8, 8
-                    for _ in range(16 if index < 6 else 64):
-                        if following:
-                            following = (last + reader.se() + 256) % 256
-                        last = following or last
-    reader.ue()  # log2_max_frame_num_minus4
-    poc_type = reader.ue()
-    if poc_type == 0:
-        reader.ue()  # log2_max_pic_order_cnt_lsb_minus4
-    elif poc_type == 1:
-        reader.skip(1)
-        reader.se()
-        reader.se()
-        for _ in range(reader.ue()):
-            reader.se()
-    reader.ue()  # max_num_ref_frames
-    reader.skip(1)  # gaps_in_frame_num_value_allowed_flag
-    width_mbs = reader.ue() + 1
-    height_map_units = reader.ue() + 1
-    frame_mbs_only = reader.bits(1)
-    if not frame_mbs_only:
-        reader.skip(1)  # mb_adaptive_frame_field_flag
-    reader.skip(1)  # direct_8x8_inference_flag
-    crop = (0, 0, 0, 0)
-    if reader.bits(1):
-        crop = (reader.ue(), reader.ue(), reader.ue(), reader.ue())
-    chroma_array_type = 0 if separate_colour_plane else chroma_format_idc
-    sub_width = 1 if chroma_format_idc == 3 else 2
-    sub_height = 2 if chroma_format_idc == 1 else 1
-    crop_x = 1 if chroma_array_type == 0 else sub_width
-    crop_y = (2 - frame_mbs_only) * (1 if chroma_array_type == 0 else sub_height)
-    width = width_mbs * 16 - crop_x * (crop[0] + crop[1])
-    height = (2 - frame_mbs_only) * height_map_units * 16 - crop_y * (crop[2] + crop[3])
-    return width, height
-
-
-def _hevc_dimensions(sps: bytes) -> tuple[int, int]:
-    """Width and height from an HEVC SPS NAL unit (H.265 7.3.2.2, conformance window applied)."""
-    reader = _BitReader(unescape_rbsp(sps[2:]))
-    reader.skip(4)  # sps_video_parameter_set_id
-    max_sub_layers_minus1 = reader.bits(3)
-    reader.skip(1)  # sps_temporal_id_nesting_flag
-    reader.skip(96)  # general profile_tier_level: 88 bits + general_level_idc
-    profile_present = []
-    level_present = []
-    for _ in range(max_sub_layers_minus1):
-        profile_present.append(reader.bits(1))
-        level_present.append(reader.bits(1))
-    if max_sub_layers_minus1 > 0:
-        reader.skip(2 * (8 - max_sub_layers_minus1))
-    for index in range(max_sub_layers_minus1):
-        reader.skip(88 if profile_present[index] else 0)
-        reader.skip(8 if level_present[index] else 0)
-    reader.ue()  # sps_seq_parameter_set_id
-    chroma_format_idc = reader.ue()
-    if chroma_format_idc == 3:
-        reader.skip(1)  # separate_colour_plane_flag
-    width = reader.ue()
-    height = reader.ue()
-    if reader.bits(1):  # conformance_window_flag
-        left, right, top, bottom = reader.ue(), reader.ue(), reader.ue(), reader.ue()
-        sub_width = 2 if chroma_format_idc in (1, 2) else 1
-        sub_height = 2 if chroma_format_idc == 1 else 1
-        width -= sub_width * (left + right)
-        height -= sub_height * (top + bottom)
-    return width, height
-
-
 def video_dimensions(config: VideoConfig) -> tuple[int, int]:
     """Display width and height in pixels, read from the config record's first SPS.
 
@@ -386,15 +257,12 @@ def video_dimensions(config: VideoConfig) -> tuple[int, int]:
     record = _config_record(config)
     if record.sps is not None:
         try:
-            if config.codec == "h264":
-                width, height = _h264_dimensions(record.sps)
-            else:
-                width, height = _hevc_dimensions(record.sps)
-        except Fmp4Error:
+            parsed = parse_h264_sps(record.sps) if config.codec == "h264" else parse_hevc_sps(record.sps)
+        except NALError:
             pass
         else:
-            if 0 < width <= 0xFFFF and 0 < height <= 0xFFFF:
-                return width, height
+            if 0 < parsed.width <= 0xFFFF and 0 < parsed.height <= 0xFFFF:
+                return parsed.width, parsed.height
     return config.width, config.height
 
 
@@ -408,16 +276,16 @@ def aac_info(extradata: bytes) -> AacInfo:
     core object type's frame length. Raises :class:`Fmp4Error` when the bytes
     are too short or name a reserved sampling frequency index.
     """
-    reader = _BitReader(extradata)
+    reader = BitReader(extradata)
 
     def object_type() -> int:
-        value = reader.bits(5)
-        return 32 + reader.bits(6) if value == 31 else value
+        value = reader.u(5)
+        return 32 + reader.u(6) if value == 31 else value
 
     def sample_rate() -> int:
-        index = reader.bits(4)
+        index = reader.u(4)
         if index == 15:
-            return reader.bits(24)
+            return reader.u(24)
         if index >= len(_AAC_SAMPLE_RATES):
             raise Fmp4Error(f"AudioSpecificConfig: reserved sampling frequency index {index}")
         return _AAC_SAMPLE_RATES[index]
@@ -425,15 +293,15 @@ def aac_info(extradata: bytes) -> AacInfo:
     try:
         announced = object_type()
         core_rate = sample_rate()
-        channels = reader.bits(4)
+        channels = reader.u(4)
         core_type = announced
         if announced in (5, 29):
             sample_rate()  # extensionSamplingFrequency
             core_type = object_type()
         frame_length = 1024
-        if core_type in _GA_OBJECT_TYPES and reader.bits(1):
+        if core_type in _GA_OBJECT_TYPES and reader.u(1):
             frame_length = 960
-    except Fmp4Error as exc:
+    except NALError as exc:
         raise Fmp4Error(f"AudioSpecificConfig unreadable: {exc}") from None
     if core_rate <= 0:
         raise Fmp4Error("AudioSpecificConfig: sampling frequency 0")

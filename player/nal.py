@@ -37,6 +37,7 @@ __all__ = [
     "AVCConfig",
     "H264SPS",
     "HEVCSPS",
+    "BitReader",
     "NALError",
     "annexb_to_avcc",
     "audio_specific_config",
@@ -203,8 +204,9 @@ def unescape_rbsp(data: bytes) -> bytes:
 # Bit reading (RBSP, exp-Golomb)
 
 
-class _Bits:
-    """MSB-first bit reader over an RBSP; reading past the end raises NALError."""
+class BitReader:
+    """MSB-first bit reader (RBSP, AudioSpecificConfig...); reading past the end, or an
+    exp-Golomb code longer than 32 bits, raises :class:`NALError`."""
 
     __slots__ = ("_data", "_pos", "_end")
 
@@ -251,7 +253,7 @@ def _rbsp(nal: bytes, header_size: int) -> bytes:
     return unescape_rbsp(nal[header_size:])
 
 
-def _ue_max(bits: _Bits, limit: int, what: str) -> int:
+def _ue_max(bits: BitReader, limit: int, what: str) -> int:
     value = bits.ue()
     if value > limit:
         raise NALError(f"{what} = {value} is out of range (max {limit})")
@@ -281,7 +283,7 @@ class H264SPS:
     frame_mbs_only: bool
 
 
-def _skip_h264_scaling_list(bits: _Bits, size: int) -> None:
+def _skip_h264_scaling_list(bits: BitReader, size: int) -> None:
     last = 8
     nxt = 8
     for _ in range(size):
@@ -303,7 +305,7 @@ def parse_h264_sps(nal: bytes) -> H264SPS:
     """
     if h264_nal_type(nal) != H264_NAL_SPS:
         raise NALError("not an H.264 SPS")
-    bits = _Bits(_rbsp(nal, 1))
+    bits = BitReader(_rbsp(nal, 1))
     profile_idc = bits.u(8)
     constraint_flags = bits.u(8)
     level_idc = bits.u(8)
@@ -373,7 +375,7 @@ def h264_pps_id(nal: bytes) -> int:
     """``pic_parameter_set_id`` of an H.264 PPS NAL unit."""
     if h264_nal_type(nal) != H264_NAL_PPS:
         raise NALError("not an H.264 PPS")
-    return _ue_max(_Bits(_rbsp(nal, 1)), 255, "pic_parameter_set_id")
+    return _ue_max(BitReader(_rbsp(nal, 1)), 255, "pic_parameter_set_id")
 
 
 def avc_decoder_config(sps: Sequence[bytes], pps: Sequence[bytes]) -> bytes:
@@ -478,7 +480,7 @@ def parse_hevc_sps(nal: bytes) -> HEVCSPS:
     if hevc_nal_type(nal) != HEVC_NAL_SPS:
         raise NALError("not an HEVC SPS")
     rbsp = _rbsp(nal, 2)
-    bits = _Bits(rbsp)
+    bits = BitReader(rbsp)
     vps_id = bits.u(4)
     max_sub_layers_minus1 = bits.u(3)
     if max_sub_layers_minus1 > 6:
@@ -539,7 +541,7 @@ def hevc_pps_id(nal: bytes) -> int:
     """``pps_pic_parameter_set_id`` of an HEVC PPS NAL unit."""
     if hevc_nal_type(nal) != HEVC_NAL_PPS:
         raise NALError("not an HEVC PPS")
-    return _ue_max(_Bits(_rbsp(nal, 2)), 63, "pps_pic_parameter_set_id")
+    return _ue_max(BitReader(_rbsp(nal, 2)), 63, "pps_pic_parameter_set_id")
 
 
 def hevc_decoder_config(vps: Sequence[bytes], sps: Sequence[bytes], pps: Sequence[bytes]) -> bytes:
@@ -705,7 +707,7 @@ def parse_audio_specific_config(asc: bytes) -> tuple[int, int, int]:
     24-bit sampling frequency (index 15). Channel configuration 0 is
     returned as is (the layout is then in a program config element).
     """
-    bits = _Bits(bytes(asc[:16]))
+    bits = BitReader(bytes(asc[:16]))
     object_type = bits.u(5)
     if object_type == 31:
         object_type = 32 + bits.u(6)

@@ -1,34 +1,6 @@
-"""RTMP ingest core (sans-I/O): handshake, chunk stream, server connection state machine.
+"""RTMP ingest core (sans-I/O): handshake (:mod:`.handshake`), chunk stream
+(:mod:`.chunks`), server connection state machine and its events (:mod:`.session`),
+protocol error (:mod:`.errors`). Import from those modules.
 
 The asyncio listener around it is :mod:`ingest.rtmp_listener`.
 """
-
-from ingest.rtmp.errors import RTMPProtocolError
-from ingest.rtmp.session import (
-    Connected,
-    ConnectionClosed,
-    ConnectionState,
-    Event,
-    MediaConfig,
-    MediaUnit,
-    Metadata,
-    PublishEnded,
-    PublishRequested,
-    ServerConnection,
-    parse_publish_target,
-)
-
-__all__ = [
-    "Connected",
-    "ConnectionClosed",
-    "ConnectionState",
-    "Event",
-    "MediaConfig",
-    "MediaUnit",
-    "Metadata",
-    "PublishEnded",
-    "PublishRequested",
-    "RTMPProtocolError",
-    "ServerConnection",
-    "parse_publish_target",
-]

@@ -21,7 +21,8 @@ from ingest.flv import (
     parse_audio_specific_config,
     split_tags,
 )
-from ingest.rtmp import PublishRequested, RTMPProtocolError, ServerConnection
+from ingest.rtmp.errors import RTMPProtocolError
+from ingest.rtmp.session import PublishRequested, ServerConnection
 from ingest.rtmp.chunks import ChunkReader, ChunkWriter, Message
 
 from .media_fixtures import encode_audio_flv, encode_video_flv

@@ -5,7 +5,8 @@ import struct
 import pytest
 
 from ingest import amf0
-from ingest.rtmp import (
+from ingest.rtmp.errors import RTMPProtocolError
+from ingest.rtmp.session import (
     Connected,
     ConnectionClosed,
     ConnectionState,
@@ -14,7 +15,6 @@ from ingest.rtmp import (
     Metadata,
     PublishEnded,
     PublishRequested,
-    RTMPProtocolError,
     ServerConnection,
     parse_publish_target,
 )
