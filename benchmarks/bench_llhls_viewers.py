@@ -63,6 +63,7 @@ from benchmarks.harness import (
     clip,
     command_line,
     log,
+    median,
     print_table,
     probe_bitrate_kbps,
     raise_fd_limit,
@@ -319,6 +320,19 @@ def main(argv: list[str] | None = None) -> int:
                     if r["p99"] is not None else "")
 
         first_fail = next((r for r in result["ours"] if not r["ok"] and r["viewers"] > n_ours), None)
+        peer_fail = next((r for r in result["peer"] if not r["ok"] and r["viewers"] > n_peer), None)
+
+        def failed(who: str, r: dict[str, Any] | None) -> str:
+            if r is None:
+                return ""
+            return (f"{who} first failing step K={r['viewers']}: {r['late']} late and {r['drifted']} drifted of "
+                    f"{r['parts']} part deliveries, {sum(r['errors'].values())} errors, fan-out p99 "
+                    f"{(r['p99'] or 0) * 1000:.0f} ms, behind-edge p99 {(r['edge_p99'] or 0) * 1000:.0f} ms, "
+                    f"server {r['cpu'].get('server', 0):.2f} cores (waited for a CPU "
+                    f"{100 * r['starved'].get('server', 0):.0f} %), load generator {r['loader_cores']:.2f} cores "
+                    f"(waited {100 * r['loader_starved']:.0f} %), other load {r['other']:.2f} cores. ")
+
+        others = [r["other"] for r in result["ours"] + result["peer"]]
         update_results(
             [Row(
                 METRIC,
@@ -338,13 +352,9 @@ def main(argv: list[str] | None = None) -> int:
                 "media end (PDT-based) beyond the lone-viewer delay, or on any error. nginx (one worker) "
                 "serves the same part bytes and a playlist copy as static files to the same K viewers paced by "
                 f"the part clock (no blocking: nginx has no LL-HLS). Ramp {args.steps}, {args.seconds:.0f} s "
-                "windows, a failing step retried once. " + (f"First failing step K={first_fail['viewers']}: {first_fail['late']} late and "
-                               f"{first_fail['drifted']} drifted of {first_fail['parts']} part deliveries, "
-                               f"{sum(first_fail['errors'].values())} errors, fan-out p99 "
-                               f"{(first_fail['p99'] or 0) * 1000:.0f} ms, behind-edge p99 "
-                               f"{(first_fail['edge_p99'] or 0) * 1000:.0f} ms, server "
-                               f"{first_fail['cpu'].get('server', 0):.2f} cores, load "
-                               f"{first_fail['loader_cores']:.2f} cores." if first_fail else "")
+                "windows, a failing step retried once. " + failed("Ours:", first_fail) + failed("nginx:", peer_fail)
+                + f"Other load on the machine over the windows: {min(others):.2f}-{max(others):.2f} cores "
+                f"(median {median(others):.2f}) of 2."
             )},
         )
     return 0

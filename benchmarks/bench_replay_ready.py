@@ -2,10 +2,11 @@
 
 Each repetition publishes the 1080p30 6 Mbit/s clip for ``--live`` seconds
 (``ffmpeg -re -stream_loop -1 -t LIVE -c copy``, which ends the RTMP stream
-cleanly) to ``webinar serve`` (``WEBINAR_LIVE_GRACE_S=1``: the live ends one
-second after the publisher leaves, as a viewer would wait with that setting;
-the production default is 30 s) and, at the same time, to nginx-rtmp. From
-the moment the publisher process exits, the benchmark polls:
+cleanly: ``FCUnpublish`` + ``deleteStream``) to ``webinar serve`` with the
+production default ``WEBINAR_LIVE_GRACE_S`` (30 s, which only applies to a
+dropped encoder: a clean unpublish ends the live at once) and, at the same
+time, to nginx-rtmp. From the moment the publisher process exits, the
+benchmark polls:
 
 - ``/hls/<id>/index.m3u8`` every 50 ms until it carries ``#EXT-X-ENDLIST``:
   ``replay_vod_ready_s`` (what a viewer sees; nothing subtracted);
@@ -51,6 +52,7 @@ from benchmarks.harness import (
     set_nice,
     wait_quiet,
 )
+from server.settings import Settings
 
 METRIC_VOD = "replay_vod_ready_s"
 METRIC_MP4 = "replay_mp4_ready_per_live_s"
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="update the replay rows of benchmarks/RESULTS.md")
     parser.add_argument("--reps", type=int, help="repetitions (default 3, quick 2)")
     parser.add_argument("--live", type=float, help="live duration in seconds (default 60, quick 20)")
-    parser.add_argument("--grace", type=float, default=1.0, help="WEBINAR_LIVE_GRACE_S (default 1)")
+    parser.add_argument("--grace", type=float, default=Settings.live_grace_s,
+                        help=f"WEBINAR_LIVE_GRACE_S (default {Settings.live_grace_s:g}, the server's default)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                         help="first wait up to S seconds for the shared machine to be under 0.5 busy cores")
     parser.add_argument("--nice", type=int, default=0,
@@ -204,12 +207,15 @@ def main(argv: list[str] | None = None) -> int:
             ],
             notes={"replay_ready": (
                 f"{len(s['reps'])} lives of {args.live:.0f} s (1080p30, {s['kbps']:.0f} kbit/s), timed from the "
-                f"publisher's exit; WEBINAR_LIVE_GRACE_S={args.grace:g} (the live ends {args.grace:g} s after the "
-                "publisher leaves; the production default of 30 s adds 29 s to both figures), nothing subtracted. "
+                f"publisher's exit; WEBINAR_LIVE_GRACE_S={args.grace:g}"
+                + (" (the production default)" if args.grace == Settings.live_grace_s else " (NOT the default)")
+                + ": ffmpeg ends with FCUnpublish + deleteStream, a clean end, which ends the live at once (the "
+                "grace window only waits for dropped encoders); nothing subtracted. "
                 "VOD = index.m3u8 with ENDLIST (polled every 50 ms); MP4 = replay.mp4 answers 200 (polled every "
                 "100 ms), remuxed by the server in a child process. Peers: nginx-rtmp's playlist listing its last "
                 "fragment (no ENDLIST ever: not a VOD); `ffmpeg -i vod.m3u8 -c copy -movflags +faststart` on the "
-                "same segments, timed alone."
+                f"same segments, timed alone. Other load on the machine when the run began: "
+                f"{args.machine_busy_before:.2f} cores of 2."
             )},
         )
     return 0

@@ -27,18 +27,18 @@ from benchmarks.harness import (
     CpuWindow,
     NginxRtmp,
     Row,
-    command_line,
     clip,
+    command_line,
     fmt,
     log,
     median,
     print_table,
     probe_bitrate_kbps,
     publishers,
+    set_nice,
     spread,
     studio_webinars,
     update_results,
-    set_nice,
     wait_quiet,
 )
 
@@ -171,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"to both servers at once, {len(summary['reps'])} repetitions of {args.seconds:.0f} s; CPU = "
                 "utime+stime from /proc (ours: the server process; nginx: master + 1 worker). Ours packages "
                 "LL-HLS (CMAF parts kept in memory + 2 s fMP4 segments on disk); nginx-rtmp writes 2 s MPEG-TS "
-                "fragments only (no parts, no blocking playlist). Idle CPU without a stream: ours "
+                "fragments only (no parts, no blocking playlist). Our RTMP listener reads a live publish at most "
+                "every 0.1 s (ingest.rtmp_listener.READ_COALESCE: fewer, bigger reads; at most 0.1 s more "
+                "latency); its per-message work alone, load-independent: `.venv/bin/python -m "
+                "benchmarks.rtmp_ingest_replay [--callgrind]`. Idle CPU without a stream: ours "
                 f"{summary['idle_ours']:.4f}, nginx {summary['idle_nginx']:.4f} CPU-s/s; the ratio without it: "
                 f"{summary['net_ratio']:.2f}×. `--clip 360p` / `--clip 720p` measure other bit rates."
             )},

@@ -4,6 +4,7 @@ The live playlist keeps every segment (the replay needs them), so any work
 per request that is proportional to the number of segments makes viewers
 cost more the longer the live lasts. This probe ages one live quickly -- a
 360p clip published *without* ``-re`` (faster than real time) in chunks,
+each ended by killing ffmpeg (a drop: a clean end would end the live) with
 ``WEBINAR_LIVE_GRACE_S=600`` so every chunk continues the same live -- and
 at each age measures, with the publisher gone (the playlist does not change,
 so its text is rendered once and cached), the server's CPU per request for:
@@ -69,10 +70,28 @@ async def run(args: argparse.Namespace) -> list[list[object]]:
                 chunk = minutes * 60 - aged
                 if chunk > 0:
                     started = time.monotonic()
-                    publisher = await Publisher(server.rtmp_url(webinar.key), source, chunk, realtime=False).start()
-                    code = await publisher.wait(chunk + 600)
-                    if code != 0:
-                        raise RuntimeError(f"publisher failed ({code}): {publisher.stderr[-300:]!r}")
+                    # A chunk ends with a drop (SIGKILL), not ffmpeg's clean end (FCUnpublish), which
+                    # would end the live at once: the next chunk continues the same live.
+                    publisher = await Publisher(server.rtmp_url(webinar.key), source, chunk + 3600,
+                                                realtime=False).start()
+                    deadline = time.monotonic() + chunk + 600
+                    while not publisher.progress or publisher.progress[-1][1] < chunk:
+                        if not publisher.running or time.monotonic() > deadline:
+                            raise RuntimeError(f"publisher stopped early: {publisher.stderr[-300:]!r}")
+                        await asyncio.sleep(0.2)
+                    assert publisher.proc is not None
+                    publisher.proc.kill()
+                    await publisher.wait(30)
+                    # The server may still be reading what ffmpeg sent (faster than real time):
+                    # wait until the playlist stops changing (at most 60 s).
+                    last, still_since, settle_by = "", time.monotonic(), time.monotonic() + 60
+                    while time.monotonic() < settle_by:
+                        now_text = (await client.get(f"{server.url}{base}/index.m3u8")).text
+                        if now_text != last:
+                            last, still_since = now_text, time.monotonic()
+                        elif time.monotonic() - still_since >= 1.5:
+                            break
+                        await asyncio.sleep(0.25)
                     log(f"aged the live by {chunk:.0f} s of media in {time.monotonic() - started:.1f} s")
                     aged += chunk
                     await asyncio.sleep(1.0)

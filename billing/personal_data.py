@@ -99,6 +99,7 @@ REVIEWED_LINKS: dict[tuple[str, str], str] = {
     ("invoices", "created_by"): ACTOR,
     ("processing_log", "actor_id"): ACTOR,
     ("data_breaches", "reported_by"): ACTOR,
+    ("webcam_content", "created_by"): ACTOR,
 }
 """Every (table, column) that references participants, registrations or users, and its kind."""
 

@@ -13,6 +13,14 @@ Both listeners ask :class:`IngestGateway`:
   every :data:`KEY_CACHE_REFRESH_S` seconds; a key missing from the set (just
   rotated, maybe on another node) is looked up in the database through the
   event loop, the libsrt thread waiting at most :data:`PRECHECK_LOOKUP_S`.
+
+Maintenance mode (:mod:`server.maintenance`) refuses every **new** live, with
+:data:`server.maintenance.REFUSAL` as the reason (logged by the listener and
+sent to the encoder: an RTMP ``NetStream.Publish`` error status, an SRT
+handshake rejection). A live already running on this node goes on, and its
+encoder may come back within the grace period. ``precheck`` lets through,
+during maintenance, only the keys of webinars in state ``live`` (a
+reconnecting encoder); ``authorize`` then checks that the live runs here.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import threading
 from player.live import LiveManager
 from player.media import MediaSink
 from server.db import Database
+from server.maintenance import MaintenanceWatch, new_live_refusal
 from server.security import token_digest
 from server.webinars import webinar_by_stream_key
 
@@ -35,10 +44,12 @@ PUBLISHABLE_STATES = ("announced", "live")
 
 
 class IngestGateway:
-    def __init__(self, db: Database, live: LiveManager) -> None:
+    def __init__(self, db: Database, live: LiveManager, maintenance: MaintenanceWatch | None = None) -> None:
         self.db = db
         self.live = live
+        self.maintenance = maintenance
         self._publishable: frozenset[bytes] = frozenset()
+        self._live_keys: frozenset[bytes] = frozenset()
         self._refresher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -59,11 +70,12 @@ class IngestGateway:
 
     async def refresh_keys(self) -> None:
         rows = await self.db.fetch(
-            "SELECT stream_key_hash FROM webinars WHERE stream_key_hash IS NOT NULL AND room_type = 'studio' "
+            "SELECT stream_key_hash, state FROM webinars WHERE stream_key_hash IS NOT NULL AND room_type = 'studio' "
             "AND state = ANY($1::text[])",
             list(PUBLISHABLE_STATES),
         )
         self._publishable = frozenset(bytes(r["stream_key_hash"]) for r in rows)
+        self._live_keys = frozenset(bytes(r["stream_key_hash"]) for r in rows if r["state"] == "live")
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -86,6 +98,9 @@ class IngestGateway:
         """Synchronous screen for SRT's handshake (called from libsrt's thread): None to let it through."""
         refusal = "unknown or unusable stream key"
         digest = token_digest(key)
+        in_maintenance = new_live_refusal(self.maintenance, already_running=False)
+        if in_maintenance is not None:  # only a live webinar's encoder may come back (authorize checks the node)
+            return None if digest in self._live_keys else in_maintenance
         if digest in self._publishable:
             return None
         if len(key) > 100 or self._loop is None or threading.get_ident() == self._loop_thread:
@@ -110,4 +125,7 @@ class IngestGateway:
             return f"this webinar is over (state {webinar.state})"
         if webinar.state == "live" and self.live.publication(webinar.id) is None:
             return "this webinar is live on another node (or its node restarted); ingest is pinned to one node"
+        in_maintenance = new_live_refusal(self.maintenance, self.live.publication(webinar.id) is not None)
+        if in_maintenance is not None:
+            return in_maintenance  # a new live; a running one (encoder back within the grace) goes on
         return await self.live.open_source(webinar.id)

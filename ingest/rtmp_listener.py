@@ -1,9 +1,11 @@
 """Thin asyncio TCP listener around the sans-I/O RTMP core (:mod:`ingest.rtmp`).
 
-One task per connection reads at most ``read_size`` bytes at a time, feeds
-:class:`~ingest.rtmp.session.ServerConnection`, writes its answers, and
-delivers media to the :class:`~player.media.MediaSink` that ``authorize``
-returned. The caller (the server) decides who may publish::
+One :class:`asyncio.Protocol` per connection: every ``data_received`` feeds
+:class:`~ingest.rtmp.session.ServerConnection` synchronously, writes its
+answers and delivers media to the :class:`~player.media.MediaSink` that
+``authorize`` returned, all in the same event-loop callback (no task, no
+StreamReader, no timeout context per read: a stream costs one wakeup per
+socket read). The caller (the server) decides who may publish::
 
     async def authorize(app: str, stream_key: str) -> MediaSink | str:
         ...  # a sink to accept, or a refusal reason (wrong key, room type,
@@ -18,28 +20,36 @@ Timeouts (seconds, constructor arguments, defaults below): the handshake must
 complete within ``handshake_timeout``; the publish must be accepted within
 ``publish_timeout`` of the TCP accept; after the handshake, a connection
 that sends nothing for ``idle_timeout`` is dropped; ``authorize`` must answer
-within ``authorize_timeout``; a write must drain within ``write_timeout``.
-(``asyncio.timeout`` is used rather than ``asyncio.wait_for``, which on
-Python 3.11 can lose a cancellation that races with a completed read.)
+within ``authorize_timeout``; replies the publisher does not read (our write
+buffer above the transport's high-water mark) for ``write_timeout`` drop it.
+Each connection has one timer (``loop.call_at``) that fires at the earliest
+deadline and re-arms from the last-activity stamp, so the steady state costs
+one clock read per ``data_received``. (``asyncio.timeout`` guards only
+``authorize``; ``asyncio.wait_for`` on Python 3.11 can lose a cancellation.)
 
-Memory per connection is bounded: the StreamReader holds at most about
-2 x ``read_size`` bytes, and the core's limits (message size, partial
-messages, bytes held while ``authorize`` runs) are documented in
+Flow control and memory per connection: reading is paused while
+``authorize`` runs, while our write buffer is above its high-water mark, and
+for ``read_coalesce`` seconds after each read of a live publish (fewer,
+bigger reads: see :data:`READ_COALESCE`);
+each read (at most the event loop's read size, 256 KiB) is parsed at once,
+so what is held is bounded by the core's limits (message size, partial
+messages, bytes held while ``authorize`` runs), documented in
 :mod:`ingest.rtmp.chunks` and :mod:`ingest.rtmp.session`.
 
 Every failure (protocol error, timeout, refusal, sink error) is logged as one
 line on the ``ingest.rtmp`` logger and closes only that connection.
-``sink.on_end()`` is called exactly once for every sink obtained, whatever
-the way the publish ends. Stream keys are masked in logs.
+``sink.on_end(clean)`` is called exactly once for every sink obtained, whatever
+the way the publish ends: ``clean=True`` only when the encoder unpublished
+(``FCUnpublish``/``deleteStream``/``closeStream``), False for a connection
+that ended, failed or timed out under a publish. Stream keys are masked in logs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, Self, cast
 
 from ingest.rtmp.chunks import MAX_MESSAGE_SIZE
 from ingest.rtmp.errors import RTMPProtocolError
@@ -73,17 +83,25 @@ IDLE_TIMEOUT: Final = 20.0
 AUTHORIZE_TIMEOUT: Final = 10.0
 """Seconds ``authorize`` may take."""
 WRITE_TIMEOUT: Final = 10.0
-"""Seconds a write to the publisher may take to drain."""
-READ_SIZE: Final = 64 * 1024
-"""Largest read per connection (bytes); also the StreamReader buffer limit."""
+"""Seconds our write buffer to the publisher may stay above its high-water mark."""
 MAX_CONNECTIONS: Final = 256
 """Most simultaneous RTMP connections; more are closed on accept."""
+READ_COALESCE: Final = 0.1
+"""Seconds reading pauses after each read while a publish is live, so that one
+read takes what the publisher wrote meanwhile (about 75 KB at 6 Mbit/s) instead
+of one wakeup per encoder write (about 100/s from ffmpeg): the ingest costs per
+wakeup, not per byte. Adds at most this much to the glass-to-glass latency
+(parts are 0.3 s); 0 reads at once. A read of :data:`COALESCE_MAX_READ` bytes
+or more is not followed by a pause (a high bit rate must not be throttled by
+the socket's receive buffer)."""
+COALESCE_MAX_READ: Final = 128 * 1024
+"""Reads at least this long (bytes) are followed by the next read at once."""
 CLOSE_GRACE: Final = 2.0
-"""Seconds :meth:`RTMPListener.close` lets connection tasks end before cancelling them."""
-
-
-class _Closed(Exception):
-    """Internal: end this connection with a log line."""
+"""Seconds :meth:`RTMPListener.close` lets pending ``authorize`` calls end before cancelling them."""
+CLOSE_DRAIN_TURNS: Final = 50
+"""Most event-loop turns :meth:`RTMPListener.close` spends reading what publishers already sent."""
+ABORT_AFTER: Final = 1.0
+"""Seconds a closed connection may take to flush our last replies before it is aborted."""
 
 
 def _mask(key: str) -> str:
@@ -100,15 +118,331 @@ class _Publisher:
         self.app = ""
         self.key = ""
 
-    def end(self, peer: str, reason: str) -> None:
+    def end(self, peer: str, reason: str, clean: bool = False) -> None:
         sink, self.sink = self.sink, None
         if sink is None:
             return
-        logger.info("RTMP %s: publish ended app=%s key=%s: %s", peer, self.app, _mask(self.key), reason)
+        logger.info("RTMP %s: publish ended app=%s key=%s: %s (%s)", peer, self.app, _mask(self.key), reason,
+                    "clean" if clean else "drop")
         try:
-            sink.on_end()
+            sink.on_end(clean=clean)
         except Exception:
             logger.exception("RTMP %s: sink.on_end() failed", peer)
+
+
+class _Connection(asyncio.Protocol):
+    """One publisher connection: socket callbacks in, sans-I/O core, sink out."""
+
+    def __init__(self, listener: RTMPListener, loop: asyncio.AbstractEventLoop) -> None:
+        self._listener = listener
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self._conn = ServerConnection(max_message_size=listener.max_message_size)
+        self._publisher = _Publisher()
+        self._accepted_at = loop.time()
+        self._last_data = self._accepted_at
+        self._timer: asyncio.TimerHandle | None = None
+        self._authorizing: asyncio.Task[None] | None = None
+        self._write_paused_at: float | None = None
+        self._coalesce: asyncio.TimerHandle | None = None
+        self._reading = True
+        self._closed = False  # we closed the transport, or it was lost
+        self._lost = False  # connection_lost was called
+        self._registered = False
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    # ----------------------------------------------------------------- transport callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        peername = self._transport.get_extra_info("peername")
+        self.peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
+        listener = self._listener
+        if listener._closing or len(listener._connections) >= listener.max_connections:
+            logger.warning("RTMP %s: refused: %d connections already open", self.peer, len(listener._connections))
+            self._closed = True
+            transport.close()
+            self._finish()
+            return
+        listener._connections[self] = None
+        self._registered = True
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        self._last_data = self._loop.time()
+        self._listener._reads += 1
+        if self._closed:
+            return
+        try:
+            self._dispatch(self._conn.receive_data(data))
+            self._flush()
+        except Exception as exc:  # noqa: BLE001 -- any failure closes only this connection; _fail logs it
+            self._fail(exc)
+            return
+        if self._conn.closing and self._authorizing is None:
+            self._close_transport()
+        elif (
+            self._listener.read_coalesce > 0
+            and not self._listener._closing
+            and self._conn.publishing
+            and self._coalesce is None
+            and len(data) < COALESCE_MAX_READ
+        ):
+            self._coalesce = self._loop.call_later(self._listener.read_coalesce, self._end_coalesce)
+            self._update_reading()
+
+    def _end_coalesce(self) -> None:
+        self._coalesce = None
+        self._update_reading()
+
+    def eof_received(self) -> bool:
+        if self._closed:
+            return False
+        stage = "during the handshake" if not self._conn.handshake_complete else "by the publisher"
+        try:
+            events = self._conn.receive_eof()
+            self._dispatch(events)
+        except Exception as exc:  # noqa: BLE001 -- any failure closes only this connection; _fail logs it
+            self._fail(exc)
+            return False
+        if not any(isinstance(e, PublishEnded) for e in events):
+            logger.info("RTMP %s: connection closed %s", self.peer, stage)
+        self._close_transport()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if not self._closed:
+            self._closed = True
+            if self._listener._closing:
+                logger.warning("RTMP %s: closing: server shutting down", self.peer)
+                self._publisher.end(self.peer, "server shutting down")
+            else:
+                logger.warning("RTMP %s: connection lost: %s", self.peer, exc or "closed")
+                self._publisher.end(self.peer, "connection lost")
+        self._publisher.end(self.peer, "connection closed")
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._coalesce is not None:
+            self._coalesce.cancel()
+            self._coalesce = None
+        if self._authorizing is None:
+            self._finish()
+
+    def pause_writing(self) -> None:
+        self._write_paused_at = self._loop.time()
+        self._update_reading()
+        self._arm()
+
+    def resume_writing(self) -> None:
+        self._write_paused_at = None
+        self._update_reading()
+
+    # ----------------------------------------------------------------- the listener's calls
+
+    def read_now(self) -> None:
+        """End a read-coalescing pause: what the publisher sent is read on the next loop turn."""
+        if self._coalesce is not None:
+            self._coalesce.cancel()
+            self._end_coalesce()
+
+    def shutdown(self) -> None:
+        """The listener is closing: end the publish and close the socket."""
+        if not self._closed:
+            self._close("server shutting down")
+
+    def cancel_authorize(self) -> None:
+        """Cancel a pending ``authorize`` (after the listener's close grace)."""
+        if self._authorizing is not None:
+            self._authorizing.cancel()
+
+    # ----------------------------------------------------------------- internals
+
+    def _finish(self) -> None:
+        if self._registered:
+            self._listener._connections.pop(self, None)
+            self._registered = False
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def _fail(self, exc: Exception) -> None:
+        if isinstance(exc, RTMPProtocolError):
+            logger.warning("RTMP %s: protocol error, closing: %s", self.peer, exc)
+            self._close(f"protocol error: {exc}", log=False)
+        elif isinstance(exc, (ConnectionError, OSError)):
+            logger.warning("RTMP %s: connection lost: %s", self.peer, exc or type(exc).__name__)
+            self._close("connection lost", log=False)
+        else:
+            logger.error("RTMP %s: internal error, closing", self.peer, exc_info=exc)
+            self._close("internal error", log=False)
+
+    def _close(self, reason: str, *, log: bool = True) -> None:
+        """End the publish (not clean) and close the socket, with one log line."""
+        if log:
+            logger.warning("RTMP %s: closing: %s", self.peer, reason)
+        self._publisher.end(self.peer, reason)
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport = self._transport
+        if transport is not None and not self._lost:
+            transport.close()
+            # a publisher that does not read our last replies must not keep the socket
+            self._timer = self._loop.call_later(ABORT_AFTER, transport.abort)
+
+    def _flush(self) -> None:
+        data = self._conn.data_to_send()
+        if data and self._transport is not None and not self._lost:
+            self._transport.write(data)
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        want = self._authorizing is None and self._write_paused_at is None and self._coalesce is None
+        if want != self._reading:
+            self._reading = want
+            if want:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+
+    def _deadline(self) -> tuple[float, str]:
+        """The earliest deadline in force now, and what missing it means."""
+        listener = self._listener
+        conn = self._conn
+        idle = (self._last_data + listener.idle_timeout, f"no data for {listener.idle_timeout:g} s")
+        if not conn.handshake_complete:
+            best = (
+                self._accepted_at + listener.handshake_timeout,
+                f"handshake not completed within {listener.handshake_timeout:g} s",
+            )
+        elif self._authorizing is not None:
+            best = (float("inf"), "")  # authorize has its own timeout; reading is paused
+        elif not conn.publishing:
+            publish = (
+                self._accepted_at + listener.publish_timeout,
+                f"no publish accepted within {listener.publish_timeout:g} s",
+            )
+            best = publish if publish[0] <= idle[0] else idle
+        else:
+            best = idle
+        if self._write_paused_at is not None:
+            write = (
+                self._write_paused_at + listener.write_timeout,
+                f"publisher did not read our replies within {listener.write_timeout:g} s",
+            )
+            if write[0] < best[0]:
+                best = write
+        return best
+
+    def _arm(self) -> None:
+        """(Re)arm the one timer at the earliest deadline."""
+        if self._closed:
+            return
+        when, _ = self._deadline()
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return  # fires earlier and re-arms then
+            self._timer.cancel()
+            self._timer = None
+        if when != float("inf"):
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        when, what = self._deadline()
+        if self._loop.time() >= when:
+            self._close(what)
+        else:
+            self._arm()
+
+    def _dispatch(self, events: list[Event]) -> None:
+        publisher = self._publisher
+        for event in events:
+            if type(event) is MediaUnit:
+                if publisher.sink is not None:
+                    publisher.sink.on_access_unit(event.unit)
+            elif isinstance(event, MediaConfig):
+                if publisher.sink is not None:
+                    publisher.sink.on_config(event.config)
+            elif isinstance(event, PublishRequested):  # always the last event of its list
+                self._authorizing = self._loop.create_task(self._decide(event))
+                self._update_reading()
+            elif isinstance(event, PublishEnded):
+                publisher.end(self.peer, event.reason, event.clean)
+            elif isinstance(event, Connected):
+                logger.debug("RTMP %s: connect app=%r flashVer=%r", self.peer, event.app, event.flash_ver)
+            elif isinstance(event, Metadata):
+                logger.debug("RTMP %s: metadata %r", self.peer, event.values)
+            elif isinstance(event, ConnectionClosed):
+                pass
+
+    async def _decide(self, event: PublishRequested) -> None:
+        peer = self.peer
+        result: MediaSink | str
+        try:
+            try:
+                async with asyncio.timeout(self._listener.authorize_timeout):
+                    result = await self._listener._authorize(event.app, event.stream_key)
+            except TimeoutError:
+                result = "authorization timed out"
+                logger.error("RTMP %s: authorize() did not answer within %g s", peer, self._listener.authorize_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("RTMP %s: authorize() failed", peer)
+                result = "internal error"
+            if self._closed:
+                if not isinstance(result, str):  # the connection went away meanwhile: end what was opened
+                    self._publisher.sink = result
+                    self._publisher.app = event.app
+                    self._publisher.key = event.stream_key
+                    self._publisher.end(peer, "connection closed before the publish started")
+                return
+            conn = self._conn
+            if isinstance(result, str):
+                logger.warning(
+                    "RTMP %s: publish refused app=%s key=%s: %s", peer, event.app, _mask(event.stream_key), result
+                )
+                conn.reject_publish(result)
+                self._flush()
+                self._close_transport()
+                return
+            self._publisher.sink = result
+            self._publisher.app = event.app
+            self._publisher.key = event.stream_key
+            conn.accept_publish()
+            logger.info("RTMP %s: publish accepted app=%s key=%s", peer, event.app, _mask(event.stream_key))
+            self._flush()
+            self._authorizing = None
+            self._update_reading()
+            self._arm()
+            try:
+                self._dispatch(conn.receive_data(b""))  # what arrived while authorize ran
+                self._flush()
+            except Exception as exc:  # noqa: BLE001 -- closes only this connection; _fail logs it
+                self._fail(exc)
+                return
+            if conn.closing and self._authorizing is None:
+                self._close_transport()
+        except asyncio.CancelledError:
+            # Only close() cancels these (after its grace): the connection is already closed.
+            if not self._closed:
+                self._close("server shutting down")
+        finally:
+            if self._authorizing is asyncio.current_task():
+                self._authorizing = None
+            if self._lost and self._authorizing is None:
+                self._finish()
 
 
 class RTMPListener:
@@ -125,7 +459,7 @@ class RTMPListener:
         idle_timeout: float = IDLE_TIMEOUT,
         authorize_timeout: float = AUTHORIZE_TIMEOUT,
         write_timeout: float = WRITE_TIMEOUT,
-        read_size: int = READ_SIZE,
+        read_coalesce: float = READ_COALESCE,
         max_connections: int = MAX_CONNECTIONS,
         max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
@@ -137,12 +471,13 @@ class RTMPListener:
         self.idle_timeout = idle_timeout
         self.authorize_timeout = authorize_timeout
         self.write_timeout = write_timeout
-        self.read_size = read_size
+        self.read_coalesce = read_coalesce
         self.max_connections = max_connections
         self.max_message_size = max_message_size
         self._server: asyncio.Server | None = None
-        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._connections: dict[_Connection, None] = {}
         self._closing = False
+        self._reads = 0
 
     @property
     def port(self) -> int:
@@ -160,186 +495,55 @@ class RTMPListener:
         """Bind and start accepting connections."""
         if self._server is not None:
             raise RuntimeError("listener already started")
-        self._server = await asyncio.start_server(self._on_client, self._host, self._port, limit=self.read_size)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self, loop), self._host, self._port)
         logger.info("RTMP listening on %s:%d", self._host, self.port)
 
     async def close(self) -> None:
         """Stop accepting, drop every connection (their sinks get ``on_end``), and wait for them.
 
-        Connections are closed at the socket, so each task ends through its
-        normal path; a task still busy after :data:`CLOSE_GRACE` seconds
-        (e.g. waiting on ``authorize``) is cancelled.
+        Bytes a publisher sent during a read-coalescing pause are read first
+        (one read each, in the next event-loop turns).
+
+        A connection whose ``authorize`` is still running after
+        :data:`CLOSE_GRACE` seconds has it cancelled (a sink it returns in
+        time is ended at once).
         """
         self._closing = True
         server, self._server = self._server, None
         if server is not None:
             server.close()
-        connections = dict(self._connections)
-        for writer in connections.values():
-            writer.close()
-        if connections:
-            _, pending = await asyncio.wait(connections, timeout=CLOSE_GRACE)
-            for task in pending:
-                task.cancel()
+        connections = list(self._connections)
+        for connection in connections:  # take in what was sent during a coalescing pause
+            connection.read_now()
+        for _ in range(CLOSE_DRAIN_TURNS):  # (_closing stops new pauses) until a turn reads nothing
+            reads = self._reads
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            if self._reads == reads:
+                break
+        for connection in connections:
+            connection.shutdown()
+        waiting = {connection.done for connection in connections}
+        if waiting:
+            _, pending = await asyncio.wait(waiting, timeout=CLOSE_GRACE)
             if pending:
-                await asyncio.wait(pending)
+                for connection in connections:
+                    if not connection.done.done():
+                        connection.cancel_authorize()
+                await asyncio.wait(pending, timeout=CLOSE_GRACE)
         if server is not None:
             await server.wait_closed()
 
-    async def __aenter__(self) -> RTMPListener:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    # ----------------------------------------------------------------- one connection
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
-        peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
-        if self._closing or len(self._connections) >= self.max_connections:
-            logger.warning("RTMP %s: refused: %d connections already open", peer, len(self._connections))
-            writer.close()
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections[task] = writer
-        publisher = _Publisher()
-        try:
-            await self._serve(reader, writer, peer, publisher)
-        except RTMPProtocolError as exc:
-            logger.warning("RTMP %s: protocol error, closing: %s", peer, exc)
-            publisher.end(peer, f"protocol error: {exc}")
-        except _Closed as exc:
-            logger.warning("RTMP %s: closing: %s", peer, exc)
-            publisher.end(peer, str(exc))
-        except (ConnectionError, OSError) as exc:
-            logger.warning("RTMP %s: connection lost: %s", peer, exc or type(exc).__name__)
-            publisher.end(peer, "connection lost")
-        except asyncio.CancelledError:
-            # Only close() cancels these tasks: end the publish and finish quietly.
-            task.uncancel()
-            publisher.end(peer, "server shutting down")
-        except Exception:
-            logger.exception("RTMP %s: internal error, closing", peer)
-            publisher.end(peer, "internal error")
-        finally:
-            publisher.end(peer, "connection closed")
-            self._connections.pop(task, None)
-            writer.close()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await writer.wait_closed()
-
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str, publisher: _Publisher
-    ) -> None:
-        conn = ServerConnection(max_message_size=self.max_message_size)
-        loop = asyncio.get_running_loop()
-        accepted_at = loop.time()
-        while True:
-            now = loop.time()
-            if not conn.handshake_complete:
-                timeout = accepted_at + self.handshake_timeout - now
-                what = f"handshake not completed within {self.handshake_timeout:g} s"
-            elif not conn.publishing:
-                publish_left = accepted_at + self.publish_timeout - now
-                if publish_left < self.idle_timeout:
-                    timeout, what = publish_left, f"no publish accepted within {self.publish_timeout:g} s"
-                else:
-                    timeout, what = self.idle_timeout, f"no data for {self.idle_timeout:g} s"
-            else:
-                timeout, what = self.idle_timeout, f"no data for {self.idle_timeout:g} s"
-            if timeout <= 0:
-                raise _Closed(what)
-            try:
-                async with asyncio.timeout(timeout):
-                    data = await reader.read(self.read_size)
-            except TimeoutError:
-                raise _Closed(what) from None
-            if self._closing:
-                raise _Closed("server shutting down")
-            if not data:
-                stage = "during the handshake" if not conn.handshake_complete else "by the publisher"
-                events = conn.receive_eof()
-                await self._dispatch(conn, events, writer, peer, publisher)
-                if not any(isinstance(e, PublishEnded) for e in events):
-                    logger.info("RTMP %s: connection closed %s", peer, stage)
-                return
-            events = conn.receive_data(data)
-            await self._dispatch(conn, events, writer, peer, publisher)
-            await self._flush(conn, writer)
-            if conn.closing:
-                return
-
-    async def _flush(self, conn: ServerConnection, writer: asyncio.StreamWriter) -> None:
-        data = conn.data_to_send()
-        if data:
-            writer.write(data)
-            try:
-                async with asyncio.timeout(self.write_timeout):
-                    await writer.drain()
-            except TimeoutError:
-                raise _Closed(f"publisher did not read our replies within {self.write_timeout:g} s") from None
-
-    async def _dispatch(
-        self,
-        conn: ServerConnection,
-        events: list[Event],
-        writer: asyncio.StreamWriter,
-        peer: str,
-        publisher: _Publisher,
-    ) -> None:
-        while events:
-            resumed: list[Event] = []
-            for event in events:
-                if isinstance(event, MediaUnit):
-                    if publisher.sink is not None:
-                        publisher.sink.on_access_unit(event.unit)
-                elif isinstance(event, MediaConfig):
-                    if publisher.sink is not None:
-                        publisher.sink.on_config(event.config)
-                elif isinstance(event, PublishRequested):
-                    await self._decide(conn, event, peer, publisher)
-                    await self._flush(conn, writer)
-                    if not conn.closing:
-                        resumed = conn.receive_data(b"")
-                elif isinstance(event, PublishEnded):
-                    publisher.end(peer, event.reason)
-                elif isinstance(event, Connected):
-                    logger.debug("RTMP %s: connect app=%r flashVer=%r", peer, event.app, event.flash_ver)
-                elif isinstance(event, Metadata):
-                    logger.debug("RTMP %s: metadata %r", peer, event.values)
-                elif isinstance(event, ConnectionClosed):
-                    pass
-            events = resumed
-
-    async def _decide(self, conn: ServerConnection, event: PublishRequested, peer: str, publisher: _Publisher) -> None:
-        result: MediaSink | str
-        try:
-            async with asyncio.timeout(self.authorize_timeout):
-                result = await self._authorize(event.app, event.stream_key)
-        except TimeoutError:
-            result = "authorization timed out"
-            logger.error("RTMP %s: authorize() did not answer within %g s", peer, self.authorize_timeout)
-        except Exception:
-            logger.exception("RTMP %s: authorize() failed", peer)
-            result = "internal error"
-        if isinstance(result, str):
-            logger.warning(
-                "RTMP %s: publish refused app=%s key=%s: %s", peer, event.app, _mask(event.stream_key), result
-            )
-            conn.reject_publish(result)
-            return
-        publisher.sink = result
-        publisher.app = event.app
-        publisher.key = event.stream_key
-        conn.accept_publish()
-        logger.info("RTMP %s: publish accepted app=%s key=%s", peer, event.app, _mask(event.stream_key))
-
-
-async def serve_rtmp(host: str, port: int, authorize: Authorize, **options: float | int) -> RTMPListener:
+async def serve_rtmp(host: str, port: int, authorize: Authorize, **options: float) -> RTMPListener:
     """Start an :class:`RTMPListener` on ``host:port`` (keyword ``options`` go to its constructor)."""
     listener = RTMPListener(authorize, host, port, **options)  # type: ignore[arg-type]
     await listener.start()

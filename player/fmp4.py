@@ -50,6 +50,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from player.media import TIMESCALE, AudioConfig, TrackConfig, VideoConfig
 from player.nal import BitReader, NALError, parse_h264_sps, parse_hevc_sps
@@ -532,6 +533,11 @@ def _check_run(run: TrackRun) -> None:
             raise Fmp4Error("sample too large")
 
 
+_TRAF_DATA_OFFSET_AT: Final = 8 + 20 + 20 + 12 + 4
+"""Where trun's data_offset sits in a traf from :func:`_traf`: traf header, tfhd
+(12 + 8), tfdt version 1 (12 + 8), trun header (12), sample_count (4)."""
+
+
 def _traf(run: TrackRun, data_offset: int) -> bytes:
     samples = run.samples
     syncs = [sample.sync for sample in samples]
@@ -595,15 +601,21 @@ def fragment(sequence_number: int, runs: Iterable[TrackRun]) -> bytes:
         raise Fmp4Error("two runs of the same track in one fragment")
 
     mfhd = _full_box(b"mfhd", 0, 0, struct.pack(">I", sequence_number))
-    # The moof size does not depend on the data offsets: size it first.
-    moof_size = 8 + len(mfhd) + sum(len(_traf(run, 0)) for run in runs)
+    # A traf's size does not depend on its data offset: build each once with
+    # offset 0, then write the offset in place (trun's data_offset field).
+    trafs = [bytearray(_traf(run, 0)) for run in runs]
+    moof_size = 8 + len(mfhd) + sum(len(traf) for traf in trafs)
     offset = moof_size + 8  # first byte after the mdat header
-    trafs = []
-    for run in runs:
+    for run, traf in zip(runs, trafs, strict=True):
         if offset > _I32_MAX:
             raise Fmp4Error("fragment too large")
-        trafs.append(_traf(run, offset))
+        struct.pack_into(">i", traf, _TRAF_DATA_OFFSET_AT, offset)
         offset += sum(len(sample.data) for sample in run.samples)
-    moof = _box(b"moof", mfhd, *trafs)
-    mdat = _box(b"mdat", *(sample.data for run in runs for sample in run.samples))
-    return moof + mdat
+    mdat_size = offset - moof_size
+    if mdat_size > _U32:
+        raise Fmp4Error(f"box mdat too large ({mdat_size} bytes)")
+    # one copy of the media: a single join of headers and sample data
+    return b"".join([
+        struct.pack(">I4s", moof_size, b"moof"), mfhd, *trafs, struct.pack(">I4s", mdat_size, b"mdat"),
+        *[sample.data for run in runs for sample in run.samples],
+    ])

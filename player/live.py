@@ -7,10 +7,15 @@ for a sink with :meth:`LiveManager.open_source`. Rules:
   connects (no separate "go live" button: the encoder going on air *is* the
   start; the moderator panel can end it). The webinar moves to ``live``.
 - **One publisher**: a second source while one is on air is refused.
-- **Drop and reconnect**: when the source goes away, the live waits
-  ``grace_s`` seconds (default :data:`GRACE_S`). A source that comes back in
-  time continues the same publication after an ``EXT-X-DISCONTINUITY``
-  (viewers see "back in a moment"); after the grace window the live ends.
+- **Clean end**: a source that says it is done (``on_end(clean=True)``: the
+  encoder's RTMP ``FCUnpublish``/``deleteStream``, what ffmpeg and OBS send when
+  they stop streaming) ends the live at once: no grace window.
+- **Drop and reconnect**: when the source goes away otherwise (connection
+  lost or timed out, protocol error, an SRT publisher leaving — SRT cannot
+  tell a stop from a drop), the live waits ``grace_s`` seconds (default
+  :data:`GRACE_S`). A source that comes back in time continues the same
+  publication after an ``EXT-X-DISCONTINUITY`` (viewers see "back in a
+  moment"); after the grace window the live ends.
 - **4-hour limit** (R-ROOM-2): warnings at :data:`WARN_BEFORE_S` before the
   cut (logged and published on the broker channel ``live:<webinar id>``); at
   ``max_live_s`` the live ends and the source is cut (its next unit raises
@@ -55,6 +60,10 @@ MAX_LIVE_S = 4 * 3600.0
 WARN_BEFORE_S = (15 * 60.0, 5 * 60.0, 60.0)
 TRANSCODER_CLOSE_S = 10.0
 """At the end of a live, longest wait (seconds) for the transcoder to flush its backlog."""
+PART_LINGER_TARGETS = 3
+"""After the end, the parts still in memory stay served this many target durations
+(LL-HLS: a part stays available three target durations after its tag goes): a
+player that read the final live playlist may still fetch its last parts."""
 
 
 class SourceClosed(Exception):
@@ -86,7 +95,8 @@ class _Live:
 
 class SourceSession:
     """The sink a source writes into: forwards to the publication until the source
-    goes away (``on_end``: a drop, not the end of the live) or the live is cut."""
+    goes away (``on_end``: the end of the live when ``clean``, else a drop that
+    opens the grace window) or the live is cut."""
 
     def __init__(self, manager: "LiveManager", webinar_id: uuid.UUID, publication: Publication,
                  transcoder: Transcoder | None = None) -> None:
@@ -112,11 +122,11 @@ class SourceSession:
         if self.transcoder is not None:
             self.transcoder.on_access_unit(unit)
 
-    def on_end(self) -> None:
+    def on_end(self, clean: bool = False) -> None:
         if self.ended:
             return
         self.ended = True
-        self._manager._source_gone(self)
+        self._manager._source_gone(self, clean)
 
 
 class LiveManager:
@@ -151,6 +161,7 @@ class LiveManager:
         self._clock = clock
         self._lives: dict[uuid.UUID, _Live] = {}
         self._ending: dict[uuid.UUID, _Live] = {}  # lives whose end is being written (renditions still served)
+        self._lingering: dict[uuid.UUID, _Live] = {}  # ended lives whose parts are still served
         self._background: set[asyncio.Task[Any]] = set()
 
     # Queries -------------------------------------------------------------------
@@ -158,10 +169,14 @@ class LiveManager:
         live = self._lives.get(webinar_id)
         return live.publication if live else None
 
-    def rendition(self, webinar_id: uuid.UUID, name: str = "") -> Publication | None:
+    def rendition(self, webinar_id: uuid.UUID, name: str = "", *, lingering: bool = False) -> Publication | None:
         """The Publication of one rendition (``""``: the source) of a live that is
-        running or being ended, or None."""
+        running or being ended, or None. ``lingering=True`` also finds a live that
+        ended less than :data:`PART_LINGER_TARGETS` target durations ago (for its
+        parts: the publication is ended)."""
         live = self._lives.get(webinar_id) or self._ending.get(webinar_id)
+        if live is None and lingering:
+            live = self._lingering.get(webinar_id)
         if live is None:
             return None
         if not name:
@@ -194,6 +209,8 @@ class LiveManager:
     async def open_source(self, webinar_id: uuid.UUID) -> MediaSink | str:
         """A sink for a new source, or the reason it is refused. The caller has
         already checked who may publish (stream key, room type, webinar state)."""
+        if webinar_id in self._ending:
+            return "the live of this webinar is ending"
         live = self._lives.get(webinar_id)
         if live is not None:
             if live.source is not None:
@@ -239,13 +256,17 @@ class LiveManager:
             log.warning("webinar %s: cannot read the rendition switch (%s); passthrough only", webinar_id, exc)
             return False
 
-    def _source_gone(self, session: SourceSession) -> None:
+    def _source_gone(self, session: SourceSession, clean: bool = False) -> None:
         live = self._lives.get(session.webinar_id)
         if live is None or live.source is not session:
             return
         live.source = None
         if session.closed:
             return  # the live itself ended
+        if clean:
+            log.info("webinar %s: the publisher ended the stream; ending the live now", session.webinar_id)
+            self._start_end(session.webinar_id, "the publisher ended the stream")
+            return
         live.drops += 1
         live.publication.source_lost()
         if live.transcoder is not None:
@@ -281,7 +302,7 @@ class LiveManager:
                 "type": "live.health",
                 "on_air": live.source is not None,
                 "input_kbps": round((pub.bytes_in - last_bytes) * 8 / HEALTH_EVERY_S / 1000),
-                "segments": len(pub.playlist.segments),
+                "segments": pub.playlist.segment_count,
                 "drops": live.drops,
                 "long_parts": pub.clamped_parts,
                 "codecs": pub.codecs,
@@ -298,10 +319,35 @@ class LiveManager:
         if live is None:
             return
         self._ending[webinar_id] = live
+        await self._finish(webinar_id, live, reason)
+
+    def _start_end(self, webinar_id: uuid.UUID, reason: str) -> None:
+        """End a live from synchronous code: it leaves the running lives now (a new
+        publisher meanwhile starts nothing: the webinar is being ended), the
+        rest runs in a background task."""
+        live = self._lives.pop(webinar_id, None)
+        if live is None:
+            return
+        self._ending[webinar_id] = live
+        self._spawn(self._finish(webinar_id, live, reason))
+
+    async def _finish(self, webinar_id: uuid.UUID, live: _Live, reason: str) -> None:
         try:
             await self._end(webinar_id, live, reason)
         finally:
             self._ending.pop(webinar_id, None)
+            self._linger(webinar_id, live)
+
+    def _linger(self, webinar_id: uuid.UUID, live: _Live) -> None:
+        """Keep an ended live's parts served for a few target durations."""
+        self._lingering[webinar_id] = live
+        linger_s = PART_LINGER_TARGETS * live.publication.playlist.target_duration
+
+        def forget() -> None:
+            if self._lingering.get(webinar_id) is live:
+                del self._lingering[webinar_id]
+
+        asyncio.get_running_loop().call_later(linger_s, forget)
 
     async def _end(self, webinar_id: uuid.UUID, live: _Live, reason: str) -> None:
         current = asyncio.current_task()
@@ -338,9 +384,9 @@ class LiveManager:
         renditions: list[tuple[Publication, str, float | None]] = []
         transcoder = live.transcoder
         rate = transcoder.frame_rate if transcoder is not None else None
-        if live.publication.playlist.segments:
+        if live.publication.playlist.segment_count:
             renditions.append((live.publication, MEDIA_PLAYLIST, rate))
-            if (live.low is not None and live.low.playlist.segments and transcoder is not None
+            if (live.low is not None and live.low.playlist.segment_count and transcoder is not None
                     and not transcoder.failed and not transcoder.cut):
                 renditions.append((live.low, f"{LOW_RENDITION}/{MEDIA_PLAYLIST}", rate))
         try:

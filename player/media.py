@@ -91,4 +91,10 @@ class MediaSink(Protocol):
 
     def on_access_unit(self, unit: AccessUnit) -> None: ...
 
-    def on_end(self) -> None: ...
+    def on_end(self, clean: bool = False) -> None:
+        """The source stopped. ``clean`` is True only when the encoder said it
+        was done (RTMP ``FCUnpublish``/``deleteStream``/``closeStream``): the
+        program is over. False for anything else — a dropped or timed-out
+        connection, a protocol error, a source that cannot tell (SRT, whose
+        MPEG-TS has no end-of-program signal): the encoder may come back."""
+        ...

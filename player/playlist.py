@@ -49,6 +49,7 @@ Choices made here (and why)
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -269,11 +270,7 @@ class _Segment:
     uri: str = ""
     program_date_time: datetime | None = None
     text: str = ""  # its lines when listed without parts after its predecessor
-
-
-    @property
-    def units(self) -> int:
-        return sum(p.units for p in self.parts)
+    units: int = 0  # sum of its parts' units, kept as parts are added
 
 
 def _to_units(seconds: float, what: str) -> int:
@@ -358,6 +355,13 @@ class MediaPlaylist:
         self._target_duration = -(-segment_units // UNITS_PER_SECOND)
 
         self._segments: list[_Segment] = []  # finished and listed, oldest first
+        self._ends: list[int] = []  # end (units) of each listed segment, for bisect
+        # Full renders of a growing event (window=None): the lines of segments listed
+        # without parts (all but the last few) joined once, with the offset where each
+        # segment's lines start, so a render slices them instead of walking every segment.
+        self._frozen_text = ""
+        self._frozen_offsets: list[int] = [0, 0]  # [i]: start of segment i's lines (i >= 1)
+        self._frozen_td = 0  # the target duration the frozen lines were chosen under
         self._evicted: list[SegmentRef] = []
         self._media_sequence = 0
         self._discontinuity_sequence = 0
@@ -413,12 +417,27 @@ class MediaPlaylist:
 
     @property
     def segments(self) -> tuple[SegmentRef, ...]:
-        """The finished segments currently listed, oldest first."""
+        """The finished segments currently listed, oldest first.
+
+        Builds one record per segment: O(segments), 1,800 of them after an
+        hour. For inspection and the end of a live; per-request code uses
+        :attr:`segment_count` and :attr:`published`, which are O(1).
+        """
         return tuple(self._segment_ref(s) for s in self._segments)
 
     @property
+    def segment_count(self) -> int:
+        """Number of finished segments listed now (O(1))."""
+        return len(self._segments)
+
+    @property
+    def published(self) -> bool:
+        """True when something is listed: a finished segment or a part (O(1))."""
+        return bool(self._segments) or bool(self._open.parts)
+
+    @property
     def open_parts(self) -> tuple[PartRef, ...]:
-        """The parts of the segment in progress."""
+        """The parts of the segment in progress (at most a segment's worth)."""
         return tuple(_part_ref(self._open.msn, p) for p in self._open.parts)
 
     @property
@@ -473,6 +492,7 @@ class MediaPlaylist:
             seg.discontinuity = self._pending_discontinuity
         part = _Part(len(seg.parts), self._naming.part_uri(seg.msn, len(seg.parts)), units, bool(independent))
         seg.parts.append(part)
+        seg.units += units
         self._pending_discontinuity = False
         self._published_any = True
         self._changed()
@@ -511,6 +531,7 @@ class MediaPlaylist:
         seg.text = "\n".join(lines)
 
         self._segments.append(seg)
+        self._ends.append(seg.start + units)
         self._open = _Segment(msn=seg.msn + 1, start=seg.start + units)
         self._target_duration = max(self._target_duration, _round_half_up_seconds(units))
         self._slide_window()
@@ -666,6 +687,13 @@ class MediaPlaylist:
         return "\n".join(lines) + "\n"
 
     def _render_live(self, skip: bool, reports: tuple[RenditionReport, ...]) -> str:
+        """The live playlist text.
+
+        Python-level work is O(segments with parts + skipped count via bisect):
+        the finished segments listed without parts come from one cached
+        string (:meth:`_frozen_slice`), so a delta update costs the same at
+        any age of the live, and a full one only copies the cached text.
+        """
         td = self._target_duration
         skip_boundary = 6 * td * UNITS_PER_SECOND
         skipped = self._skippable(skip_boundary) if skip else 0
@@ -691,16 +719,32 @@ class MediaPlaylist:
 
         edge = self._open.start + self._open.units
         parts_from = edge - 3 * td * UNITS_PER_SECOND
+        segments = self._segments
+        count = len(segments)
+        # Segments [skipped, with_parts) are listed without parts; the first one
+        # listed always carries its EXT-X-MAP (rendered here), the rest reuse
+        # their text. Starts increase, so the boundary is found by bisection.
+        with_parts = bisect_left(self._ends, parts_from, lo=skipped)  # first ending at/after it
+        if with_parts < count and segments[with_parts].start < parts_from:
+            with_parts += 1  # it straddles the boundary: listed without parts
         init_gen: int | None = None
-        for seg in self._segments[skipped:]:
-            with_parts = seg.start >= parts_from
-            if init_gen is None or with_parts:
-                self._segment_head(lines, seg, init_gen)
-                if with_parts:
-                    self._part_lines(lines, seg)
-                lines += [f"#EXTINF:{_fmt(seg.units)},", seg.uri]
-            else:
-                lines.append(seg.text)  # same tags, rendered once
+        index = skipped
+        if index < count:
+            seg = segments[index]
+            self._segment_head(lines, seg, None)
+            if index >= with_parts:
+                self._part_lines(lines, seg)
+            lines += [f"#EXTINF:{_fmt(seg.units)},", seg.uri]
+            init_gen = seg.init_gen
+            index += 1
+        if index < with_parts:
+            lines.append(self._frozen_slice(index, with_parts))
+            init_gen = segments[with_parts - 1].init_gen
+            index = with_parts
+        for seg in segments[index:]:
+            self._segment_head(lines, seg, init_gen)
+            self._part_lines(lines, seg)
+            lines += [f"#EXTINF:{_fmt(seg.units)},", seg.uri]
             init_gen = seg.init_gen
         if self._open.parts:
             self._segment_head(lines, self._open, init_gen)
@@ -713,19 +757,37 @@ class MediaPlaylist:
             lines.append(_report_line(report))
         return "\n".join(lines) + "\n"
 
+    def _frozen_slice(self, first: int, stop: int) -> str:
+        """The lines of listed segments ``first`` .. ``stop - 1`` (``first`` >= 1
+        after the first listed one), each as listed without parts, as one string.
+
+        With a sliding window the segments are few: they are joined directly.
+        Otherwise the text of every segment that ever left the parts zone is
+        appended once to :attr:`_frozen_text`, and a render slices it.
+        """
+        segments = self._segments
+        if self._window is not None:
+            return "\n".join(seg.text for seg in segments[first:stop])
+        if self._frozen_td != self._target_duration:
+            # A grown target duration moves the parts zone back: start over (rare).
+            self._frozen_text, self._frozen_offsets, self._frozen_td = "", [0, 0], self._target_duration
+        offsets = self._frozen_offsets
+        known = len(offsets) - 1  # segments 1 .. known - 1 are in the text
+        if stop > known:
+            added = "".join(seg.text + "\n" for seg in segments[known:stop])
+            position = offsets[-1]
+            for seg in segments[known:stop]:
+                position += len(seg.text) + 1
+                offsets.append(position)
+            self._frozen_text += added
+        return self._frozen_text[offsets[first]:offsets[stop] - 1]
+
     def _skippable(self, boundary: int) -> int:
         """How many leading listed segments end more than ``boundary`` units
-        before the end of the last finished segment."""
+        before the end of the last finished segment (bisection: O(log n))."""
         if not self._segments:
             return 0
-        end = self._open.start
-        count = 0
-        for seg in self._segments:
-            if end - (seg.start + seg.units) > boundary:
-                count += 1
-            else:
-                break
-        return count
+        return bisect_left(self._ends, self._open.start - boundary)
 
     def _segment_head(self, lines: list[str], seg: _Segment, prev_init: int | None) -> int:
         """Tags that precede a segment's first part or URI; returns its init."""
@@ -763,6 +825,7 @@ class MediaPlaylist:
             if listed - oldest.units < floor:
                 break
             self._segments.pop(0)
+            self._ends.pop(0)
             listed -= oldest.units
             self._media_sequence += 1
             if oldest.discontinuity:

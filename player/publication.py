@@ -117,7 +117,7 @@ class Publication:
         self._peak_bps = 0
         self._segments_bytes = 0
         self._segments_seconds = 0.0
-        self._report_cache: dict[bool, tuple[tuple[int, tuple[RenditionReport, ...]], str]] = {}
+        self._playlist_cache: dict[bool, tuple[tuple[int, tuple[RenditionReport, ...]], bytes]] = {}
 
     # MediaSink ---------------------------------------------------------------
     def on_config(self, config: TrackConfig) -> None:
@@ -229,7 +229,7 @@ class Publication:
         if not self.playlist.ended:
             self.playlist.end()
         self.ended = True
-        if self.playlist.segments:
+        if self.playlist.segment_count:
             self.store.write(f"{self.prefix}/{VOD_PLAYLIST}", self.playlist.render_vod().encode())
         self.waiter.close()
 
@@ -250,18 +250,24 @@ class Publication:
             return rate, rate
         return 0, 0
 
-    def render_live(self, skip: bool, reports: tuple[RenditionReport, ...] = ()) -> str:
-        """The live playlist with ``EXT-X-RENDITION-REPORT`` lines for the other
-        renditions; cached until the playlist or the reports change."""
-        if not reports:
-            return self.playlist.render(skip=skip)
+    def live_playlist(self, skip: bool, reports: tuple[RenditionReport, ...] = ()) -> bytes:
+        """The live playlist (full, or the delta update for ``skip``) as the UTF-8
+        bytes of a response body, with ``EXT-X-RENDITION-REPORT`` lines for the
+        other renditions.
+
+        Rendered and encoded once per change of the playlist (its
+        :attr:`~player.playlist.MediaPlaylist.revision`) or of the reports, per
+        ``skip``: the text depends on nothing else (not on the ``_HLS_msn``/
+        ``_HLS_part`` a blocking request waited for), so all the requests a new
+        part wakes share one render.
+        """
         key = (self.playlist.revision, reports)
-        cached = self._report_cache.get(skip)
+        cached = self._playlist_cache.get(skip)
         if cached is not None and cached[0] == key:
             return cached[1]
-        text = self.playlist.render(skip=skip, rendition_reports=reports)
-        self._report_cache[skip] = (key, text)
-        return text
+        body = self.playlist.render(skip=skip, rendition_reports=reports).encode()
+        self._playlist_cache[skip] = (key, body)
+        return body
 
     def part(self, msn: int, index: int) -> bytes | None:
         return self._parts.get((msn, index))

@@ -103,7 +103,14 @@ from player.fmp4 import (
     init_segment,
     video_dimensions,
 )
-from player.media import TIMESCALE, AccessUnit, AudioConfig, TrackConfig, TrackKind, VideoConfig
+from player.media import (
+    TIMESCALE,
+    AccessUnit,
+    AudioConfig,
+    TrackConfig,
+    TrackKind,
+    VideoConfig,
+)
 
 __all__ = [
     "AUDIO_ONLY_START_WAIT",
@@ -286,6 +293,11 @@ class Segmenter:
             raise SegmenterError("need 0 < max_unit_bytes <= max_part_bytes")
         self._part_target = Fraction(part_target)
         self._segment_target = Fraction(segment_target)
+        # Per-unit cut tests compare integers: for an integer n and a rational
+        # limit L, ``n > L`` is ``n > floor(L)`` and ``n >= L`` is ``n >= ceil(L)``.
+        self._part_limit_video = math.floor(self._part_target * TIMESCALE)
+        self._segment_min_video = math.ceil((self._segment_target - SEGMENT_SLACK) * TIMESCALE)
+        self._audio_limits: tuple[int, int, int] = (0, 0, 0)  # (rate, part limit, segment minimum)
         self._max_part_bytes = max_part_bytes
         self._max_unit_bytes = max_unit_bytes
         self._queue: list[Event] = []
@@ -551,7 +563,7 @@ class Segmenter:
         new_segment = unit.keyframe and (
             segment is None
             or self._await_keyframe
-            or decode - segment.start >= (self._segment_target - SEGMENT_SLACK) * TIMESCALE
+            or decode - segment.start >= self._segment_min_video
         )
         interval = 0
         if self._open is not None:
@@ -560,7 +572,7 @@ class Segmenter:
         part = self._part
         if part.start is not None and (
             new_segment
-            or decode - part.start + interval > self._part_target * TIMESCALE
+            or decode - part.start + interval > self._part_limit_video
             or part.size + len(unit.data) > self._max_part_bytes
         ):
             self._flush_part(decode)
@@ -616,14 +628,19 @@ class Segmenter:
         else:
             segment = self._segment
             part = self._part
+            limits = self._audio_limits
+            if limits[0] != rate:
+                limits = self._audio_limits = (
+                    rate,
+                    math.floor(self._part_target * rate),
+                    math.ceil((self._segment_target - SEGMENT_SLACK) * rate),
+                )
             if part.start is not None and (
-                start - part.start + frame > self._part_target * rate
+                start - part.start + frame > limits[1]
                 or part.size + size > self._max_part_bytes
             ):
                 self._flush_part(start)
-                if segment is not None and start - segment.start >= (
-                    self._segment_target - SEGMENT_SLACK
-                ) * rate:
+                if segment is not None and start - segment.start >= limits[2]:
                     self._finish_segment()
             if self._segment is None:
                 self._begin_segment(start, Fraction(start, rate))

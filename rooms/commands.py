@@ -3,7 +3,10 @@
 Every handler runs inside one database transaction and returns the events it
 appended; the caller acknowledges the sender only after the commit and then
 publishes the events (persist before acknowledging). A refusal raises
-:class:`CommandError` with a stable ``code`` the client shows.
+:class:`CommandError` with a stable ``code`` the client shows. The busiest
+one, ``chat.send``, is a single autocommitted statement instead
+(:func:`rooms.events.append_chat`): it is registered with
+``transaction=False`` and gets the pool rather than a connection.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 
 from rooms import messages as m
-from rooms.events import RoomEvent, append
+from rooms.events import RoomEvent, append, append_chat
 from rooms.helpbot import FaqEntry, best_answer
 from rooms.hub import Room, RoomHub
 from rooms.participants import Participant
@@ -66,11 +70,15 @@ class Outcome:
 
 Handler = Callable[[Context, Any, asyncpg.Connection, Outcome], Awaitable[None]]
 HANDLERS: dict[type[m.ClientMessage], Handler] = {}
+WITHOUT_TRANSACTION: set[type[m.ClientMessage]] = set()
+"""Messages whose handler makes one autocommitted statement (it gets ``ctx.db``, not a connection)."""
 
 
-def handles(kind: type[m.ClientMessage]) -> Callable[[Handler], Handler]:
+def handles(kind: type[m.ClientMessage], *, transaction: bool = True) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         HANDLERS[kind] = fn
+        if not transaction:
+            WITHOUT_TRANSACTION.add(kind)
         return fn
 
     return register
@@ -84,8 +92,11 @@ async def execute(ctx: Context, message: m.ClientMessage) -> Outcome:
     if type(message) in m.MODERATOR_ONLY and not ctx.is_moderator:
         raise CommandError("forbidden", "only moderators may do this")
     outcome = Outcome()
-    async with ctx.db.acquire() as conn, conn.transaction():
-        await handler(ctx, message, conn, outcome)
+    if type(message) in WITHOUT_TRANSACTION:
+        await handler(ctx, message, ctx.db, outcome)
+    else:
+        async with ctx.db.acquire() as conn, conn.transaction():
+            await handler(ctx, message, conn, outcome)
     await ctx.hub.publish(outcome.events)
     for task in outcome.after_commit:
         await task()
@@ -104,19 +115,11 @@ def _filtered(text: str, words: tuple[str, ...]) -> bool:
     return any(re.search(rf"(?<!\w){re.escape(w.lower())}(?!\w)", lowered) for w in words)
 
 
-@handles(m.ChatSend)
-async def chat_send(ctx: Context, msg: m.ChatSend, conn: asyncpg.Connection, out: Outcome) -> None:
+@handles(m.ChatSend, transaction=False)
+async def chat_send(ctx: Context, msg: m.ChatSend, db: Any, out: Outcome) -> None:
     text = msg.text.strip()
     if not text:
         raise CommandError("empty", "the message is empty")
-    row = await conn.fetchrow(
-        "SELECT muted_until > now() AS muted, banned_at IS NOT NULL AS banned FROM participants WHERE id = $1",
-        ctx.participant.id,
-    )
-    if row is None or row["banned"]:
-        raise CommandError("banned", "you were removed from this room")
-    if row["muted"] and not ctx.is_moderator:
-        raise CommandError("muted", "a moderator muted you for a while")
     if not ctx.is_moderator and ctx.room.slow_mode_s:
         last = ctx.room.last_chat.get(ctx.participant.id)
         now = asyncio.get_running_loop().time()
@@ -124,11 +127,13 @@ async def chat_send(ctx: Context, msg: m.ChatSend, conn: asyncpg.Connection, out
             raise CommandError("slow_mode", f"slow mode: one message every {ctx.room.slow_mode_s} s")
     if _filtered(text, ctx.room.word_filter) and not ctx.is_moderator:
         raise CommandError("filtered", "this message contains a word the moderators filter")
-    event = await append(conn, ctx.webinar_id, "chat.message", {"author": author(ctx.participant), "text": text})
-    await conn.execute(
-        "INSERT INTO chat_messages (webinar_id, event_id, participant_id, text) VALUES ($1, $2, $3, $4)",
-        ctx.webinar_id, event.id, ctx.participant.id, text,
-    )
+    event = await append_chat(db, ctx.webinar_id, ctx.participant.id, {"author": author(ctx.participant), "text": text},
+                              text, may_while_muted=ctx.is_moderator)
+    if event == "banned":
+        raise CommandError("banned", "you were removed from this room")
+    if event == "muted":
+        raise CommandError("muted", "a moderator muted you for a while")
+    assert isinstance(event, RoomEvent)
     out.events.append(event)
     out.ack["message_id"] = event.id
     ctx.room.last_chat[ctx.participant.id] = asyncio.get_running_loop().time()

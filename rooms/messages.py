@@ -16,11 +16,17 @@ Server → client::
     {"type": "ack", "ref": 7, "event_id": 813}
     {"type": "error", "ref": 7, "code": "rate_limited", "message": "..."}
     {"type": "pong"}
+    {"type": "notice", "kind": "maintenance", "data": {"enabled": true, "message": "Back at 6"}}
 
 ``events`` carries one or more room events in id order (ids grow by one per
 room; a client keeps the last id it saw and gives it back in ``hello`` to
 resume). ``t`` is the program time in seconds since the live started (null
 before it), ``at`` the wall time.
+
+``notice`` is ephemeral (not stored, not replayed, no id: :data:`rooms.hub.NOTICE_ID`):
+live state, stream health, presence, and ``maintenance`` (R-OPS-3, from each node's
+:class:`server.maintenance.MaintenanceWatch` to its own clients when the switch changes,
+and the latest one right after a welcome; ``message`` is plain text of at most 500 characters).
 """
 
 from __future__ import annotations
@@ -168,16 +174,118 @@ class Heartbeat(ClientMessage, tag="heartbeat"):
     position: Annotated[float, Meta(ge=0, le=24 * 3600)] = 0.0
 
 
+# Webcam rooms: the stage and WebRTC signaling (rooms/webcam/) -------------------
+StageLayout = Literal["auto", "speaker_slide", "slide", "screen_pip"]
+"""``auto``: grid of the 1-4 speakers on stage; ``speaker_slide``: the content with the
+speakers in a column; ``slide``: the content alone; ``screen_pip``: the content (a
+shared screen) full frame with the speakers as picture-in-picture."""
+MAX_SDP_CHARS = 14_000
+"""Longest SDP accepted (characters); an offer of one audio and one video section is 3-8 kB."""
+
+
+class StageJoin(ClientMessage, tag="stage.join"):
+    """Go on stage: a speaker for themselves; a moderator may name someone backstage."""
+
+    participant_id: uuid.UUID | None = None
+
+
+class StageLeave(ClientMessage, tag="stage.leave"):
+    """Go back backstage: a speaker for themselves; a moderator may name anyone on stage."""
+
+    participant_id: uuid.UUID | None = None
+
+
+class StageLayoutSet(ClientMessage, tag="stage.layout"):
+    layout: StageLayout
+
+
+class StageSpotlight(ClientMessage, tag="stage.spotlight"):
+    """Spotlight one speaker on stage (bigger tile); ``None`` clears it."""
+
+    participant_id: uuid.UUID | None = None
+
+
+class RtcOffer(ClientMessage, tag="rtc.offer"):
+    """A speaker's or moderator's SDP offer (camera + microphone, receiving the program
+    and the mix). The ``ack`` carries ``answer: {"type": "answer", "sdp": ...}`` (the
+    server gathers its ICE candidates before answering) and ``stage`` (the stage state)."""
+
+    sdp: Annotated[str, Meta(min_length=10, max_length=MAX_SDP_CHARS)]
+
+
+class RtcIce(ClientMessage, tag="rtc.ice"):
+    """A trickled ICE candidate of the client (optional: an offer may carry them all);
+    an empty ``candidate`` marks the end of candidates."""
+
+    candidate: Annotated[str, Meta(max_length=500)]
+    sdp_mid: Annotated[str, Meta(max_length=32)] | None = None
+    sdp_mline_index: Annotated[int, Meta(ge=0, le=16)] | None = None
+
+
+class RtcHangup(ClientMessage, tag="rtc.hangup"):
+    """Leave the webcam room (the peer connection closes; off stage)."""
+
+
+
+# Webcam rooms: shared content in the program (rooms/webcam/content_commands.py) ---
+PageIndex = Annotated[int, Meta(ge=0, le=99)]
+"""A page of a PDF or an image of a set, 0-based (R-ROOM-1: 100 pages, 19 images at most)."""
+ClipPosition = Annotated[float, Meta(ge=0, le=4 * 3600)]
+"""A position in a clip, seconds from its start."""
+
+
+class ContentShow(ClientMessage, tag="content.show"):
+    """Show an uploaded item in the program: page/image ``index`` of a PDF or an image
+    set; a clip is shown paused at ``index`` 0 (then ``clip.play``)."""
+
+    item_id: Id
+    index: PageIndex = 0
+
+
+class ContentNext(ClientMessage, tag="content.next"):
+    """Next page/image of the item shown."""
+
+
+class ContentPrev(ClientMessage, tag="content.prev"):
+    """Previous page/image of the item shown."""
+
+
+class ContentClear(ClientMessage, tag="content.clear"):
+    """Show no content."""
+
+
+class ClipPlay(ClientMessage, tag="clip.play"):
+    """Play the clip shown, from ``position_s`` or from where it is."""
+
+    position_s: ClipPosition | None = None
+
+
+class ClipPause(ClientMessage, tag="clip.pause"):
+    pass
+
+
+class ClipSeek(ClientMessage, tag="clip.seek"):
+    position_s: ClipPosition
+
+
+CONTENT_MESSAGES: tuple[type[ClientMessage], ...] = (
+    ContentShow, ContentNext, ContentPrev, ContentClear, ClipPlay, ClipPause, ClipSeek)
+"""Only speakers and moderators of a webcam room may send these (viewers are refused)."""
+
+
 AnyClientMessage = (
     Hello | Ping | ChatSend | ChatDelete | ParticipantMute | ParticipantBan | ChatSlowMode | ChatFilter
     | QaAsk | QaUpvote | QaMark | PollCreate | PollOpen | PollClose | PollVote
     | CtaPush | CtaWithdraw | CtaImpression | CtaClick | CtaSubmit
     | RatingSubmit | RatingRemove | HelpAsk | Heartbeat
+    | StageJoin | StageLeave | StageLayoutSet | StageSpotlight | RtcOffer | RtcIce | RtcHangup
+    | ContentShow | ContentNext | ContentPrev | ContentClear | ClipPlay | ClipPause | ClipSeek
 )
 
 MODERATOR_ONLY: frozenset[type[ClientMessage]] = frozenset({
     ChatDelete, ParticipantMute, ParticipantBan, ChatSlowMode, ChatFilter, QaMark,
     PollCreate, PollOpen, PollClose, CtaPush, CtaWithdraw, RatingRemove,
+    StageLayoutSet, StageSpotlight,
 })
 """Messages only moderators (and organizers, admins) may send."""
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from rooms.commands import cta_view, poll_tally, poll_view, question_view
 from rooms.participants import Participant
+from rooms.webcam.content_commands import read_state as content_state
 
 CHAT_MESSAGES = 100
 RATINGS = 50
@@ -64,6 +65,7 @@ async def snapshot(db: Any, participant: Participant) -> tuple[int, dict[str, An
             "ratings": [{"rating_id": r["id"], "stars": r["stars"], "comment": r["comment"], "author": r["display_name"]}
                         for r in ratings],
         }
+        state["content"] = await content_state(conn, webinar_id)  # webcam rooms: what the program shows
         if moderator:
             state["word_filter"] = list(room["word_filter"]) if room else []
         return (int(room["last_event_id"]) if room else 0), json.loads(json.dumps(state, default=str))

@@ -9,6 +9,13 @@ snapshot unless the client resumes from a recent event id), then events.
 Bad input never crashes anything: oversized, malformed or unknown messages
 get an ``error``; more than :data:`rooms.limits.ABUSE_ERRORS` refusals in
 :data:`rooms.limits.ABUSE_WINDOW_S` close the socket (1008).
+
+Outgoing frames (events, welcome, acks, errors) go through the connection's
+``webinar.frames`` extension (:mod:`server.ws_protocol`: pre-encoded frames
+written to the transport, see :mod:`rooms.hub`); under an ASGI server without
+it, through :class:`AsgiFrames`. Rate limits count each frame at the time it
+was read from the socket (the extension's arrival stamps), so a client within
+its limits is not refused because the server was slow to get to its frames.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,7 +37,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from billing.attendance import viewer_connected, viewer_disconnected, viewer_heartbeat
 from rooms import messages as m
 from rooms.commands import CATEGORY, CommandError, Context, execute
-from rooms.hub import Client, RoomHub
+from rooms.hub import Client, FrameSink, RoomHub
 from rooms.limits import Limiter
 from rooms.participants import JoinRefused, Participant, create_guest, for_staff, from_token
 from rooms.snapshot import snapshot
@@ -37,6 +46,7 @@ from server.sessions import COOKIE as SESSION_COOKIE
 from server.sessions import session_user_id
 from server.users import get_user
 from server.web import AppRoute, read_form, services
+from server.ws_protocol import EXTENSION, frame_payloads
 
 log = logging.getLogger("rooms.ws")
 
@@ -44,6 +54,33 @@ HELLO_TIMEOUT_S = 10.0
 WS_CONNECTIONS = Gauge("webinar_ws_connections", "Open room WebSockets on this node", registry=REGISTRY)
 WS_MESSAGES = Counter("webinar_ws_messages_total", "Client messages by type and outcome", ["type", "outcome"],
                       registry=REGISTRY)
+
+
+class AsgiFrames:
+    """A :class:`rooms.hub.FrameSink` over plain ASGI ``websocket.send`` (servers without the
+    ``webinar.frames`` extension): one send in flight at a time, ``paused`` meanwhile."""
+
+    __slots__ = ("_task", "_ws", "on_drain", "paused")
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+        self.paused = False
+        self.on_drain: Callable[[], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def write(self, frame: bytes) -> None:
+        self.paused = True
+        self._task = asyncio.get_running_loop().create_task(self._send(frame))
+
+    async def _send(self, frame: bytes) -> None:
+        try:
+            for payload in frame_payloads(frame):
+                await self._ws.send_text(payload.decode())
+        except Exception:  # the socket is gone: the receive loop ends the connection
+            return
+        self.paused = False
+        if self.on_drain is not None:
+            self.on_drain()
 
 
 def hub_of(app_state: Any) -> RoomHub:
@@ -87,9 +124,11 @@ async def room_socket(ws: WebSocket) -> None:
     WS_CONNECTIONS.inc()
     hub = hub_of(ws.app.state)
     room = await hub.room(webinar_id)
-    sender: asyncio.Task[None] | None = None
     client: Client | None = None
     limiter = Limiter()
+    direct = ws.scope.get("extensions", {}).get(EXTENSION)
+    sink: FrameSink = direct if direct is not None else AsgiFrames(ws)
+    arrivals: deque[float] | None = direct.arrivals if direct is not None else None
 
     async def close(code: int, reason: str) -> None:
         try:
@@ -101,6 +140,8 @@ async def room_socket(ws: WebSocket) -> None:
         try:
             async with asyncio.timeout(HELLO_TIMEOUT_S):
                 first = await ws.receive_text()
+            if arrivals:
+                arrivals.popleft()  # hello's: each message received pops its own stamp
             hello = m.decode_client(first)
             if not isinstance(hello, m.Hello):
                 raise m.ProtocolError("hello_first", "the first message must be hello")
@@ -111,7 +152,7 @@ async def room_socket(ws: WebSocket) -> None:
             await ws.send_bytes(m.error(code, str(exc) or "no hello in time"))
             await close(1008, code)
             return
-        client = Client(participant, ws.send_text, close)
+        client = Client(participant, sink, close)
         viewer_connected(svc, ws, participant)
         welcome: dict[str, Any] = {"type": "welcome", "v": m.PROTOCOL_VERSION, "participant": participant.public(),
                                    "role": participant.role, "state": None}
@@ -125,8 +166,8 @@ async def room_socket(ws: WebSocket) -> None:
             welcome.update(last_event_id=last_id, state=state, resumed=False)
             client.send_direct(m.encode(welcome))
             await room.attach(client, last_id)
-        sender = asyncio.create_task(client.sender())
-        await _serve(ws, client, limiter, Context(participant, room, hub, svc.db))
+        client.release()
+        await _serve(ws, client, limiter, Context(participant, room, hub, svc.db), arrivals)
     except WebSocketDisconnect:
         pass
     finally:
@@ -134,35 +175,34 @@ async def room_socket(ws: WebSocket) -> None:
         viewer_disconnected(svc, ws)
         if client is not None:
             room.detach(client)
-            if not client.kicked:
-                client.closed = True
-        if sender is not None:
-            if client is not None and client.kicked:
+            if client.kicked and client.closing is None:
                 # Let it send what is queued (the errors that explain the close), then close.
+                deadline = asyncio.get_running_loop().time() + 2.0
+                while client.closing is None and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.05)
+            if client.closing is not None:
                 try:
-                    await asyncio.wait_for(asyncio.shield(sender), 2.0)
-                except (asyncio.TimeoutError, Exception):
+                    await asyncio.wait_for(asyncio.shield(client.closing), 2.0)
+                except (TimeoutError, Exception):
                     pass
-            sender.cancel()
-            try:
-                await sender
-            except (asyncio.CancelledError, Exception):
-                pass
+            client.stop()
         await hub.release(room)
 
 
-async def _serve(ws: WebSocket, client: Client, limiter: Limiter, ctx: Context) -> None:
+async def _serve(ws: WebSocket, client: Client, limiter: Limiter, ctx: Context, arrivals: deque[float] | None) -> None:
+    loop = asyncio.get_running_loop()
     while not client.closed:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
             return
+        arrived = arrivals.popleft() if arrivals else loop.time()
         frame = message.get("text")
         if frame is None:
             frame = message.get("bytes") or b""
         kind = "invalid"
         ref = None
         try:
-            if not limiter.allow("frames"):
+            if not limiter.allow("frames", arrived):
                 raise m.ProtocolError("rate_limited", "too many messages: slow down")
             msg = m.decode_client(frame)
             kind, ref = type(msg).__name__, msg.ref
@@ -178,7 +218,7 @@ async def _serve(ws: WebSocket, client: Client, limiter: Limiter, ctx: Context) 
             if isinstance(msg, m.Hello):
                 raise m.ProtocolError("invalid", "hello was already received", ref)
             category = CATEGORY.get(type(msg), "moderation")
-            if not limiter.allow(category):
+            if not limiter.allow(category, arrived):
                 raise CommandError("rate_limited", f"too many {category} messages: wait a moment")
             outcome = await execute(ctx, msg)
             client.send_direct(m.ack(ref, **outcome.ack))
@@ -186,13 +226,13 @@ async def _serve(ws: WebSocket, client: Client, limiter: Limiter, ctx: Context) 
         except m.ProtocolError as exc:
             WS_MESSAGES.labels(kind, exc.code).inc()
             client.send_direct(m.error(exc.code, str(exc), exc.ref if exc.ref is not None else ref))
-            if limiter.note_error():
+            if limiter.note_error(arrived):
                 client.kick(1008, "too many invalid messages")
                 return
         except CommandError as exc:
             WS_MESSAGES.labels(kind, exc.code).inc()
             client.send_direct(m.error(exc.code, str(exc), ref))
-            if exc.code in ("rate_limited", "forbidden", "invalid") and limiter.note_error():
+            if exc.code in ("rate_limited", "forbidden", "invalid") and limiter.note_error(arrived):
                 client.kick(1008, "too many refused messages")
                 return
 

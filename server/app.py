@@ -37,6 +37,11 @@ from player.storage import LocalMediaStore
 from rooms import pages as room_pages
 from rooms import ws as room_ws
 from rooms.hub import RoomHub
+from rooms.webcam import content_routes as webcam_content
+from rooms.webcam import speak as webcam_speak
+from rooms.webcam.content_director import content_service
+from rooms.webcam.room import webcam_service
+from rooms.webcam.sources import ContentSlots
 from server import (
     daily,
     notifications,
@@ -51,8 +56,12 @@ from server import (
 )
 from server.broker import Broker, create_broker
 from server.jobs import utc_now
+from server.maintenance import maintenance_service, read_maintenance, watch_of
+from server.node_header import HEADER as NODE_HEADER
+from server.node_header import NodeHeaderMiddleware
 from server.db import Database, ensure_database
 from server.errors import Forbidden, NotFound, RuleViolation
+from server.access_log import install_media_access_log
 from server.metrics import BUILD_INFO, MetricsMiddleware, metrics_endpoint
 from server.pg_embedded import EmbeddedPostgres
 from server.security import Signer
@@ -112,15 +121,20 @@ async def open_database(settings: Settings, *, adopt_embedded: bool) -> AsyncIte
 
 
 async def healthz(request: Request) -> Response:
-    """For monitoring: 200 when the database answers within 2 s, else 503."""
+    """For monitoring: 200 when the database answers within 2 s, else 503. In maintenance
+    mode still 200, with ``"status": "maintenance"`` (a 503 would make a load balancer
+    drop every node and cut the running lives; see server/maintenance.py)."""
     svc: Services = request.app.state.services
     body: dict[str, Any] = {"status": "ok", "version": VERSION, "database": "ok"}
     try:
         async with asyncio.timeout(2):
-            await svc.db.fetchval("SELECT 1")
+            state = await read_maintenance(svc.db)
     except Exception as exc:  # any failure means "not healthy"
         body.update(status="error", database=f"unreachable: {type(exc).__name__}")
         return JSONResponse(body, status_code=503)
+    body["maintenance"] = state.as_json()
+    if state.enabled:
+        body["status"] = "maintenance"
     return JSONResponse(body)
 
 
@@ -219,7 +233,7 @@ async def media_services(svc: Services) -> AsyncIterator[None]:
                        grace_s=settings.live_grace_s, max_live_s=settings.live_max_s,
                        warn_before_s=tuple(w for w in WARN_BEFORE_S if w < settings.live_max_s),
                        low_rendition=low_rendition)
-    gateway = IngestGateway(svc.db, live)
+    gateway = IngestGateway(svc.db, live, maintenance=watch_of(svc))
     svc.extras.update(media_store=store, live=live, gateway=gateway)
     await gateway.start()
     listeners: list[Any] = []
@@ -255,7 +269,7 @@ def build_routes() -> list[BaseRoute]:
         *viewer.routes,  # before Mount("/static"), which would shadow its Mount("/static/player")
         Mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static"),
     ]
-    for module in (pages_auth, pages_organizer, pages_admin, pages_sponsor, pages_registration, pages_unsubscribe, origin, room_ws, room_pages, pages_billing, pages_privacy, pages_analytics):
+    for module in (pages_auth, pages_organizer, pages_admin, pages_sponsor, pages_registration, pages_unsubscribe, origin, room_ws, room_pages, webcam_speak, webcam_content, pages_billing, pages_privacy, pages_analytics):
         routes.extend(module.routes)
     return routes
 
@@ -274,13 +288,15 @@ def create_app(settings: Settings) -> Starlette:
             app.state.services = svc
             hub = RoomHub(db, broker)
             svc.extras["rooms"] = hub
+            svc.extras["content_slots"] = ContentSlots()  # shared content -> webcam program (rooms/webcam/sources.py)
             worker = notifications.email_worker(db, settings, svc.signer,
-                                                extra_handlers=daily.handlers(db, utc_now))
+                                                extra_handlers=daily.handlers(db, utc_now, settings))
             if settings.run_jobs:
-                await daily.schedule(db, utc_now())
+                await daily.schedule(db, utc_now(), settings)
                 await worker.start()
             try:
-                async with media_services(svc), attendance_service(svc):
+                async with maintenance_service(svc), media_services(svc), attendance_service(svc), webcam_service(svc), \
+                        content_service(svc):
                     BUILD_INFO.labels(VERSION).set(1)
                     log.info("server ready", extra={"url": settings.base_url, "redis": bool(settings.redis_url)})
                     yield
@@ -293,11 +309,16 @@ def create_app(settings: Settings) -> Starlette:
     def signer() -> Signer:
         return app.state.services.signer  # type: ignore[no-any-return]
 
+    install_media_access_log()  # /hls/ access-log lines: one summary a minute
+    node_headers = [(NODE_HEADER, settings.node_name.encode("ascii"))] if settings.node_name else []
     app: Starlette = Starlette(
         routes=build_routes(),
         middleware=[
+            # A running live's playlists and parts skip the rest (player/origin.py, LiveMediaPath).
+            Middleware(origin.LiveMediaPath, extra_headers=node_headers),
             Middleware(MetricsMiddleware),
             Middleware(SecurityHeadersMiddleware),
+            Middleware(NodeHeaderMiddleware, node_name=settings.node_name),
             Middleware(CSRFCookieMiddleware, signer_factory=signer),
         ],
         exception_handlers={

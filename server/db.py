@@ -92,6 +92,18 @@ async def migrate(conn: asyncpg.Connection, folder: Path = MIGRATIONS_DIR) -> li
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_KEY)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset on release: nothing beyond asyncpg's own rollback of an open transaction.
+
+    asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` on every release: one more round trip for every use of the pool (the
+    registration path measured 460/s with it, about 1,050/s without, in process). Our
+    code leaves no session state behind: settings are ``SET LOCAL``, cursors live in
+    transactions, nothing LISTENs, and the one session advisory lock (:func:`migrate`)
+    is released in a ``finally``. Code that needs session state must undo it itself.
+    """
+
+
 class Database:
     """The connection pool. ``async with db.acquire() as conn`` or the shortcuts below."""
 
@@ -103,7 +115,8 @@ class Database:
 
     async def connect(self) -> None:
         self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=self.min_size, max_size=self.max_size, command_timeout=60
+            self.dsn, min_size=self.min_size, max_size=self.max_size, command_timeout=60,
+            reset=_keep_session,
         )
 
     async def close(self) -> None:

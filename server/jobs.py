@@ -10,7 +10,9 @@ Enqueueing
     ``schedule_version``); a job that became wrong is not edited, a new key is
     enqueued and the old job is skipped by its handler. Enqueue in the same
     transaction as the change that calls for the job, and the job exists
-    exactly when the change committed.
+    exactly when the change committed. A caller whose change is one statement
+    can put the same INSERT in it (:func:`enqueue_sql`, :func:`enqueue_args`):
+    registration does, to save round trips.
 
 Running
     :class:`JobWorker` claims due jobs with ``SELECT ... FOR UPDATE SKIP
@@ -54,8 +56,9 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import asyncpg
 from prometheus_client import Counter
@@ -98,7 +101,7 @@ class Job:
     locked_until: dt.datetime
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> "Job":
+    def from_row(cls, row: asyncpg.Record) -> Job:
         payload = row["payload"]
         return cls(row["id"], row["kind"], row["dedupe_key"], row["run_at"], row["attempts"], row["max_attempts"],
                    json.loads(payload) if isinstance(payload, str) else dict(payload), row["locked_by"],
@@ -142,18 +145,31 @@ def _check(job: NewJob) -> str:
         raise ValueError(f"job payload is not JSON: {exc}") from None
 
 
+def enqueue_sql(first_param: int = 1, *, only_if: str = "TRUE") -> str:
+    """The INSERT of :func:`enqueue_many`, its four array parameters numbered from
+    ``first_param`` (values: :func:`enqueue_args`), for a caller that writes its jobs
+    within a statement of its own (as a data-modifying ``WITH`` part: one round
+    trip). ``only_if``: an SQL condition of that statement; no job is inserted when
+    it is false. Keys that exist already are left as they are."""
+    k, d, r, p = (f"${first_param + i}" for i in range(4))
+    return (f"INSERT INTO jobs (kind, dedupe_key, run_at, payload) "
+            f"SELECT t.k, t.d, t.r, t.p::jsonb FROM unnest({k}::text[], {d}::text[], {r}::timestamptz[], {p}::text[]) "
+            f"AS t(k, d, r, p) WHERE {only_if} ON CONFLICT (dedupe_key) DO NOTHING")
+
+
+def enqueue_args(jobs: Sequence[NewJob]) -> list[list[Any]]:
+    """The four arrays :func:`enqueue_sql` takes (kinds, keys, times, JSON payloads), after the
+    checks of :func:`enqueue_many` (:class:`ValueError` for a bad job)."""
+    payloads = [_check(j) for j in jobs]
+    return [[j.kind for j in jobs], [j.dedupe_key for j in jobs], [j.run_at for j in jobs], payloads]
+
+
 async def enqueue_many(conn: asyncpg.Connection | Database, jobs: Sequence[NewJob]) -> int:
     """Insert jobs in one statement; keys that exist already are left as they are.
     Returns how many were created."""
     if not jobs:
         return 0
-    payloads = [_check(j) for j in jobs]
-    rows = await conn.fetch(
-        """INSERT INTO jobs (kind, dedupe_key, run_at, payload)
-           SELECT k, d, r, p::jsonb FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS t(k, d, r, p)
-           ON CONFLICT (dedupe_key) DO NOTHING RETURNING id""",
-        [j.kind for j in jobs], [j.dedupe_key for j in jobs], [j.run_at for j in jobs], payloads,
-    )
+    rows = await conn.fetch(enqueue_sql() + " RETURNING id", *enqueue_args(jobs))
     return len(rows)
 
 
@@ -240,7 +256,7 @@ class JobWorker:
             log.warning("job %s (%s) failed for good: %s", job.id, job.kind, exc)
             await self._finish(job, "failed", str(exc) or type(exc).__name__)
             return
-        except Exception as exc:  # any other failure is retried
+        except Exception as exc:  # noqa: BLE001  (any other failure is retried)
             error = f"{type(exc).__name__}: {exc}"
             if job.attempts >= job.max_attempts:
                 log.warning("job %s (%s) failed after %d attempts: %s", job.id, job.kind, job.attempts, error)

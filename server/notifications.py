@@ -59,9 +59,10 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -70,7 +71,17 @@ import asyncpg
 from server import ics
 from server.db import Database
 from server.i18n import LANGUAGES, translate
-from server.jobs import Clock, Handler, Job, JobWorker, NewJob, PermanentFailure, Skipped, enqueue_many, utc_now
+from server.jobs import (
+    Clock,
+    Handler,
+    Job,
+    JobWorker,
+    NewJob,
+    PermanentFailure,
+    Skipped,
+    enqueue_many,
+    utc_now,
+)
 from server.mail import (
     Attachment,
     Category,
@@ -84,7 +95,7 @@ from server.mail import (
     render_email,
     transport_from_settings,
 )
-from server.registrations import personal_links
+from server.registrations import JobsHook, WebinarSchedule, personal_links
 from server.security import Signer
 from server.settings import Settings
 from server.unsubscribe import unsubscribe_url
@@ -144,35 +155,40 @@ def _job(kind: MailKind, registration_id: uuid.UUID, webinar_id: uuid.UUID, vers
     return NewJob(kind.job_kind, dedupe_key(kind, registration_id, version), moment, payload)
 
 
-def _scheduled_jobs(registration_id: uuid.UUID, webinar: asyncpg.Record, now: dt.datetime) -> list[NewJob]:
+def _scheduled_jobs(registration_id: uuid.UUID, webinar_id: uuid.UUID, starts_at: dt.datetime, version: int,
+                    now: dt.datetime) -> list[NewJob]:
     jobs = []
     for name in SCHEDULED:
         kind = KINDS[name]
         assert kind.offset is not None
-        moment = webinar["starts_at"] + kind.offset
+        moment = starts_at + kind.offset
         if moment >= now:
-            jobs.append(_job(kind, registration_id, webinar["id"], webinar["schedule_version"], moment))
+            jobs.append(_job(kind, registration_id, webinar_id, version, moment))
     return jobs
 
 
 # Scheduling hooks (run inside the caller's transaction) ----------------------
-async def on_registered(conn: asyncpg.Connection, registration_id: uuid.UUID, created: bool = True, *,
-                        now: dt.datetime | None = None) -> None:
+class OnRegistered(JobsHook):
     """Enqueue the confirmation (now) and the reminders and replay invitation whose
     moment is still ahead; someone registering once the live is over (to watch
     the replay) gets the confirmation only. Registering again enqueues nothing
-    new (``created`` is accepted for :data:`server.registrations.AFTER_REGISTER`;
-    every key exists already)."""
-    now = now or utc_now()
-    webinar = await conn.fetchrow(
-        """SELECT w.id, w.starts_at, w.schedule_version, w.state FROM registrations r
-           JOIN webinars w ON w.id = r.webinar_id WHERE r.id = $1""", registration_id)
-    if webinar is None or webinar["state"] in ("cancelled", "removed"):
-        return
-    jobs = [_job(KINDS["confirmation"], registration_id, webinar["id"], webinar["schedule_version"], now)]
-    if webinar["state"] not in ("ended", "replay"):
-        jobs += _scheduled_jobs(registration_id, webinar, now)
-    await enqueue_many(conn, jobs)
+    new (every key exists already). A :class:`~server.registrations.JobsHook`: the
+    registration writes these jobs in its own statement; ``await
+    on_registered(conn, registration_id, created, now=...)`` enqueues them in the
+    caller's transaction."""
+
+    def jobs(self, registration_id: uuid.UUID, webinar: WebinarSchedule, now: dt.datetime) -> list[NewJob]:
+        if webinar.state in ("cancelled", "removed"):
+            return []
+        jobs = [_job(KINDS["confirmation"], registration_id, webinar.webinar_id, webinar.schedule_version, now)]
+        if webinar.state not in ("ended", "replay"):
+            jobs += _scheduled_jobs(registration_id, webinar.webinar_id, webinar.starts_at, webinar.schedule_version,
+                                    now)
+        return jobs
+
+
+on_registered = OnRegistered()
+"""The :data:`server.registrations.AFTER_REGISTER` hook of registrants' emails."""
 
 
 async def _skip_pending(conn: asyncpg.Connection, webinar_id: uuid.UUID, reason: str, now: dt.datetime,
@@ -199,7 +215,7 @@ async def on_webinar_moved(conn: asyncpg.Connection, webinar_id: uuid.UUID, *, n
     jobs: list[NewJob] = []
     for reg in await conn.fetch("SELECT id FROM registrations WHERE webinar_id = $1", webinar_id):
         jobs.append(_job(KINDS["rescheduled"], reg["id"], webinar_id, webinar["schedule_version"], now))
-        jobs += _scheduled_jobs(reg["id"], webinar, now)
+        jobs += _scheduled_jobs(reg["id"], webinar_id, webinar["starts_at"], webinar["schedule_version"], now)
     await enqueue_many(conn, jobs)
 
 

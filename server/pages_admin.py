@@ -12,11 +12,12 @@ from starlette.responses import Response
 from server.accounts import add_member, create_account, get_account, members, remove_member
 from server.errors import RuleViolation
 from server.i18n import translate
+from server.maintenance import MAX_MESSAGE_LEN, read_maintenance, set_maintenance, watch_of
 from server.orders import ORDER_KINDS, account_orders, create_order, webinars_used
 from server.permissions import require_admin
 from server.sessions import revoke_account_sessions
 from server.users import create_user, disable_user, get_user_by_email
-from server.web import AppRoute, form_str, path_uuid, read_form, redirect, render, request_lang, services
+from server.web import AppRoute, BadRequest, form_str, path_uuid, read_form, redirect, render, request_lang, services
 
 
 def _cents(value: str, field: str) -> int:
@@ -149,8 +150,46 @@ async def admin_disable_user(request: Request) -> Response:
     return redirect(back if back.startswith("/admin/") else "/admin")
 
 
+async def _maintenance_page(request: Request, status_code: int = 200, error: str | None = None,
+                            message: str | None = None) -> Response:
+    svc = services(request)
+    state = await read_maintenance(svc.db)
+    live = svc.extras.get("live")
+    running = len(live.live_ids()) if live is not None else None
+    return await render(request, "admin_maintenance.html", status_code=status_code, state=state, error=error,
+                        running=running, message=state.message if message is None else message,
+                        max_len=MAX_MESSAGE_LEN)
+
+
+async def admin_maintenance(request: Request) -> Response:
+    """R-OPS-3: the maintenance switch (see server/maintenance.py)."""
+    await require_admin(request)
+    return await _maintenance_page(request)
+
+
+async def admin_set_maintenance(request: Request) -> Response:
+    admin = await require_admin(request)
+    form = await read_form(request)
+    action = form_str(form, "action", max_len=3)
+    if action not in ("on", "off"):
+        raise BadRequest("action must be on or off")
+    message = form_str(form, "message", max_len=10 * MAX_MESSAGE_LEN, required=False)
+    svc = services(request)
+    try:
+        await set_maintenance(svc.db, action == "on", message, changed_by=admin.email, broker=svc.broker)
+    except RuleViolation as exc:
+        return await _maintenance_page(request, status_code=422, message=message,
+                                       error=translate(request_lang(request), f"rule.{exc.code}", **exc.params))
+    watch = watch_of(svc)
+    if watch is not None:
+        await watch.refresh()  # this node at once, whatever the broker does
+    return redirect("/admin/maintenance")
+
+
 routes = [
     AppRoute("/admin", admin_home, access="admin", methods=["GET"]),
+    AppRoute("/admin/maintenance", admin_maintenance, access="admin", methods=["GET"]),
+    AppRoute("/admin/maintenance", admin_set_maintenance, access="admin", methods=["POST"]),
     AppRoute("/admin/accounts", admin_create_account, access="admin", methods=["POST"]),
     AppRoute("/admin/accounts/{account_id}", admin_account, access="admin", methods=["GET"]),
     AppRoute("/admin/accounts/{account_id}/members", admin_add_member, access="admin", methods=["POST"]),

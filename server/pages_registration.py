@@ -21,8 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
+from collections.abc import Mapping
 from email.utils import parseaddr
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -46,8 +47,8 @@ from server.registrations import (
     RegistrationClosed,
     RegistrationInvalid,
     SettingsInvalid,
-    load_form_config,
     join_url,
+    load_form_config,
     personal_links,
     register,
     update_form_settings,
@@ -151,9 +152,10 @@ async def _submit(request: Request, form: Mapping[str, Any], *, source: str, tem
         context = _form_context(exc.config, lang, values=exc.values, errors=exc.errors, action=action)
         return await render(request, template, status_code=422, **{**context, **extra})
     links = personal_links(svc.settings.base_url, svc.signer, webinar_id, result.participant.id)
-    context = _form_context(result.webinar, lang, values={}, errors={}, action=action)
-    context["done"] = {"created": result.created, "join_url": links.join_url, "calendar_url": links.calendar_url,
-                       "name": result.participant.display_name}
+    # The success pages show the webinar and the links, not the form: no form context to build.
+    context = {"webinar": result.webinar, "when": _when(result.webinar, lang),
+               "done": {"created": result.created, "join_url": links.join_url, "calendar_url": links.calendar_url,
+                        "name": result.participant.display_name}}
     return await render(request, "register_done.html" if source == "page" else template, **{**context, **extra})
 
 

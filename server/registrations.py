@@ -29,23 +29,30 @@ records what the person really saw.
 The speaker question (when ``webinars.speaker_question``) goes to the Q&A as a
 ``questions`` row with ``source = 'registration'``.
 
-Cost per call (the registration burst): one read of the webinar, then one
-transaction of 3 to 5 statements (upsert, participant, consents in one
-``unnest`` insert, optional question). Compiled data (translation table,
-time-zone names) is built once per process.
+Cost per call (the registration burst): a new registration is ONE statement
+(registration, participant, consents, question and the email jobs of the
+:class:`JobsHook` hooks together, see :data:`_REGISTER_SQL`), with no
+transaction around it unless plain :data:`AFTER_REGISTER` hooks need one;
+registering again adds one short transaction for the participant. The
+webinar's form configuration is cached per process and checked by that
+statement (see :func:`register`). Compiled data (translation table, time-zone
+names, consent wordings) is built once per process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import ipaddress
 import unicodedata
 import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
-from typing import Any, Awaitable, Callable, Mapping
+from functools import cache, lru_cache
+from typing import Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import available_timezones
 
@@ -57,6 +64,7 @@ from rooms.participants import Participant, join_token
 from server.db import Database
 from server.errors import NotFound, RuleViolation
 from server.i18n import LANGUAGES, translate
+from server.jobs import NewJob, enqueue_args, enqueue_many, enqueue_sql, utc_now
 from server.security import Signer
 
 FIELDS: tuple[str, ...] = (
@@ -87,13 +95,48 @@ AfterRegister = Callable[[asyncpg.Connection, uuid.UUID, bool], Awaitable[None]]
 AFTER_REGISTER: list[AfterRegister] = []
 """Called inside the registration transaction with (conn, registration_id, created),
 in order, after the registration, its consents and question are written. Email
-(confirmation, reminders) plugs in here: ``notifications.on_registered``. An
-exception rolls the registration back."""
+(confirmation, reminders) plugs in here: ``notifications.on_registered``, a
+:class:`JobsHook`, whose jobs are written by the registration statement itself
+(before any other hook runs). An exception rolls the registration back."""
+
+
+@dataclass(frozen=True)
+class WebinarSchedule:
+    """What job planning needs of a webinar."""
+
+    webinar_id: uuid.UUID
+    state: str
+    starts_at: dt.datetime
+    schedule_version: int
+
+
+_SCHEDULE_SQL = """SELECT w.id AS webinar_id, w.state, w.starts_at, w.schedule_version
+    FROM registrations r JOIN webinars w ON w.id = r.webinar_id WHERE r.id = $1"""
+
+
+class JobsHook(ABC):
+    """An :data:`AFTER_REGISTER` hook whose whole effect is enqueueing durable jobs
+    (:mod:`server.jobs`) computed from the registration and its webinar, and that
+    gives them as data (:meth:`jobs`, no I/O). :func:`register` writes them in the
+    registration's own statement (one round trip for all of it) and then does not
+    call the hook. Called as a plain hook (``await hook(conn, registration_id,
+    created)``, inside the caller's transaction), it reads the webinar and
+    enqueues them itself."""
+
+    @abstractmethod
+    def jobs(self, registration_id: uuid.UUID, webinar: WebinarSchedule, now: dt.datetime) -> list[NewJob]:
+        """The jobs of this registration; keys that exist already are left as they are."""
+
+    async def __call__(self, conn: asyncpg.Connection, registration_id: uuid.UUID, created: bool = True, *,
+                       now: dt.datetime | None = None) -> None:
+        row = await conn.fetchrow(_SCHEDULE_SQL, registration_id)
+        if row is not None:
+            await enqueue_many(conn, self.jobs(registration_id, WebinarSchedule(**dict(row)), now or utc_now()))
 
 
 # Cleaning ----------------------------------------------------------------
 _BIDI_CONTROLS = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF]
-_STRIP_LINE: dict[int, Any] = {c: None for c in [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), *_BIDI_CONTROLS]}
+_STRIP_LINE: dict[int, Any] = {c: None for c in [*range(0x20), 0x7F, *range(0x80, 0xA0), *_BIDI_CONTROLS]}
 _STRIP_LINE.update({0x09: " ", 0x0A: " ", 0x0D: " "})
 _STRIP_TEXT = {**_STRIP_LINE, 0x0A: "\n", 0x0D: None}
 """Translation tables (built once): C0/C1 controls and bidi overrides removed; tabs
@@ -147,10 +190,17 @@ class FormConfig:
     sponsor_logo_url: str
     form_version: int
     schedule_version: int
+    fingerprint: str = ""
+    """Digest of every column above as stored (:data:`_FINGERPRINT_SQL`): the registration
+    statement writes only while the stored webinar still has this digest."""
 
     @property
     def ends_at(self) -> dt.datetime:
         return self.starts_at + dt.timedelta(minutes=self.duration_minutes)
+
+    @property
+    def schedule(self) -> WebinarSchedule:
+        return WebinarSchedule(self.webinar_id, self.state, self.starts_at, self.schedule_version)
 
     @property
     def is_open(self) -> bool:
@@ -169,14 +219,20 @@ class FormConfig:
 
     def wording_digest(self, lang: str) -> str:
         """Short digest of every consent wording shown in ``lang`` (sent back by the form)."""
-        text = "\x1f".join(f"{kind}={self.wording(lang, kind)}" for kind in self.consent_kinds)
-        return hashlib.sha256(text.encode()).hexdigest()[:24]
+        return _wording_digest(lang, self.consent_kinds, self.sponsor_name, self.organizer_name)
 
 
-_CONFIG_SQL = """SELECT w.id, w.account_id, a.name AS organizer_name, w.title, w.description, w.language, w.starts_at,
+_FINGERPRINT_SQL = """md5(ROW(w.id, w.account_id, a.name, w.title, w.description, w.language, w.starts_at,
+    w.duration_minutes, w.room_type, w.state, w.required_fields, w.speaker_question, w.speakers, w.sponsor_name,
+    w.sponsor_logo_url, w.form_version, w.schedule_version)::text)"""
+"""The digest of a webinar's form configuration (``w``: webinars, ``a``: its account)."""
+_CONFIG_SQL = f"""SELECT w.id, w.account_id, a.name AS organizer_name, w.title, w.description, w.language, w.starts_at,
            w.duration_minutes, w.room_type, w.state, w.required_fields, w.speaker_question, w.speakers,
-           w.sponsor_name, w.sponsor_logo_url, w.form_version, w.schedule_version
+           w.sponsor_name, w.sponsor_logo_url, w.form_version, w.schedule_version, {_FINGERPRINT_SQL} AS fingerprint
     FROM webinars w JOIN accounts a ON a.id = w.account_id WHERE w.id = $1"""
+CONFIG_CACHE_SIZE = 1024
+"""Webinars whose form configuration a process keeps for :func:`register` (see there)."""
+_config_cache: dict[uuid.UUID, FormConfig] = {}
 
 
 def _config(row: asyncpg.Record) -> FormConfig:
@@ -187,14 +243,29 @@ def _config(row: asyncpg.Record) -> FormConfig:
 
 
 async def load_form_config(db: Database | asyncpg.Connection, webinar_id: uuid.UUID) -> FormConfig:
+    """The webinar's current form configuration, read from the database (never cached)."""
     row = await db.fetchrow(_CONFIG_SQL, webinar_id)
     if row is None:
+        _config_cache.pop(webinar_id, None)
         raise NotFound("webinar")
-    return _config(row)
+    config = _config(row)
+    if webinar_id not in _config_cache and len(_config_cache) >= CONFIG_CACHE_SIZE:
+        _config_cache.clear()  # simple bound; a miss costs one query
+    _config_cache[webinar_id] = config
+    return config
 
 
+@lru_cache(maxsize=4096)
+def _wording_digest(lang: str, kinds: tuple[str, ...], sponsor_name: str, organizer_name: str) -> str:
+    text = "\x1f".join(f"{kind}={consent_wording(lang, kind, sponsor_name=sponsor_name, organizer_name=organizer_name)}"
+                       for kind in kinds)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+@lru_cache(maxsize=4096)
 def consent_wording(lang: str, kind: str, *, sponsor_name: str, organizer_name: str) -> str:
-    """The exact sentence next to a consent box: shown on the form and stored as proof."""
+    """The exact sentence next to a consent box: shown on the form and stored as proof
+    (remembered per process: the catalogs do not change while it runs)."""
     if kind not in CONSENT_KINDS:
         raise ValueError(f"unknown consent kind {kind!r}")
     return translate(lang, f"register.consent.{kind}", sponsor=sponsor_name, organizer=organizer_name)
@@ -309,33 +380,56 @@ class RegistrationResult:
     webinar: FormConfig
 
 
-_UPSERT_SQL = """
-WITH old AS (SELECT question FROM registrations WHERE webinar_id = $1 AND email = $2)
-INSERT INTO registrations (webinar_id, email, first_name, last_name, phone, job_function, company, company_size,
-                           department, industry, question, source, locale, time_zone)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-ON CONFLICT (webinar_id, email) DO UPDATE SET
-    first_name = COALESCE(NULLIF(EXCLUDED.first_name, ''), registrations.first_name),
-    last_name = COALESCE(NULLIF(EXCLUDED.last_name, ''), registrations.last_name),
-    phone = COALESCE(NULLIF(EXCLUDED.phone, ''), registrations.phone),
-    job_function = COALESCE(NULLIF(EXCLUDED.job_function, ''), registrations.job_function),
-    company = COALESCE(NULLIF(EXCLUDED.company, ''), registrations.company),
-    company_size = COALESCE(NULLIF(EXCLUDED.company_size, ''), registrations.company_size),
-    department = COALESCE(NULLIF(EXCLUDED.department, ''), registrations.department),
-    industry = COALESCE(NULLIF(EXCLUDED.industry, ''), registrations.industry),
-    question = COALESCE(NULLIF(EXCLUDED.question, ''), registrations.question),
-    locale = EXCLUDED.locale, time_zone = EXCLUDED.time_zone, updated_at = now()
-RETURNING id, participant_id, first_name, last_name, (xmax = 0) AS created, (SELECT question FROM old) AS old_question
+_REGISTER_SQL = f"""
+WITH current AS (
+    SELECT w.id FROM webinars w JOIN accounts a ON a.id = w.account_id
+    WHERE w.id = $1 AND {_FINGERPRINT_SQL} = $15
+), old AS (
+    SELECT question FROM registrations WHERE webinar_id = $1 AND email = $2
+), reg AS (
+    INSERT INTO registrations (id, participant_id, webinar_id, email, first_name, last_name, phone, job_function,
+                               company, company_size, department, industry, question, source, locale, time_zone)
+    SELECT $16, $17, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM current
+    ON CONFLICT (webinar_id, email) DO UPDATE SET
+        first_name = COALESCE(NULLIF(EXCLUDED.first_name, ''), registrations.first_name),
+        last_name = COALESCE(NULLIF(EXCLUDED.last_name, ''), registrations.last_name),
+        phone = COALESCE(NULLIF(EXCLUDED.phone, ''), registrations.phone),
+        job_function = COALESCE(NULLIF(EXCLUDED.job_function, ''), registrations.job_function),
+        company = COALESCE(NULLIF(EXCLUDED.company, ''), registrations.company),
+        company_size = COALESCE(NULLIF(EXCLUDED.company_size, ''), registrations.company_size),
+        department = COALESCE(NULLIF(EXCLUDED.department, ''), registrations.department),
+        industry = COALESCE(NULLIF(EXCLUDED.industry, ''), registrations.industry),
+        question = COALESCE(NULLIF(EXCLUDED.question, ''), registrations.question),
+        locale = EXCLUDED.locale, time_zone = EXCLUDED.time_zone, updated_at = now()
+    RETURNING id, participant_id, first_name, last_name, (xmax = 0) AS created
+), participant AS (
+    INSERT INTO participants (id, webinar_id, display_name, email)
+    SELECT $17, $1, $18, $2 FROM reg WHERE reg.created
+), consent AS (
+    INSERT INTO consents (registration_id, kind, granted, ip, user_agent, form_version, wording, sponsor_name)
+    SELECT reg.id, t.kind, t.granted, $19::inet, $20, $21, t.wording, t.sponsor
+    FROM reg, unnest($22::text[], $23::boolean[], $24::text[], $25::text[]) AS t(kind, granted, wording, sponsor)
+), question AS (
+    INSERT INTO questions (webinar_id, participant_id, anonymous, text, source)
+    SELECT $1, NULL, false, $11, 'registration' FROM reg
+    WHERE $11 <> '' AND $11 IS DISTINCT FROM (SELECT question FROM old)
+), job AS (
+    {enqueue_sql(26, only_if="EXISTS (SELECT FROM reg WHERE reg.created)")}
+)
+SELECT reg.* FROM reg
 """
+"""One statement for the registration, its consents and question, and for a new registration
+its participant and the jobs of the :class:`JobsHook` hooks (``$26..$29``); ids are chosen
+beforehand so that the rows can name each other (foreign keys are checked at the end of the
+statement). It writes nothing (no row returned) when the webinar's configuration no longer has
+the digest the form was checked against."""
 _NEW_PARTICIPANT_SQL = """
 WITH p AS (INSERT INTO participants (webinar_id, display_name, email) VALUES ($1, $2, $3) RETURNING id)
 UPDATE registrations SET participant_id = (SELECT id FROM p) WHERE id = $4 RETURNING participant_id
 """
-_CONSENTS_SQL = """
-INSERT INTO consents (registration_id, kind, granted, ip, user_agent, form_version, wording, sponsor_name)
-SELECT $1, t.kind, t.granted, $2::inet, $3, $4, t.wording, t.sponsor
-FROM unnest($5::text[], $6::boolean[], $7::text[], $8::text[]) AS t(kind, granted, wording, sponsor)
-"""
+REGISTER_ATTEMPTS = 3
+"""Times :func:`register` re-reads a configuration that changed under it before answering
+``form_changed`` (the form is shown again with the person's values)."""
 
 
 def _ip(value: str | None) -> str | None:
@@ -367,46 +461,96 @@ async def register(
     name (anything else: Europe/Paris). Raises :class:`NotFound` (no such
     webinar), :class:`RegistrationClosed` (draft, cancelled, removed) or
     :class:`RegistrationInvalid`.
+
+    The webinar's configuration comes from a per-process cache (at most
+    :data:`CONFIG_CACHE_SIZE` webinars) and is never trusted: the writing
+    statement checks the stored configuration still has the digest the form was
+    validated against, and writes nothing otherwise; then, as after a refusal
+    (closed, invalid) decided on a cached configuration, the configuration is
+    read again and the form checked again. So a setting changed by another
+    process (sponsor, required fields, state, date) applies to the next
+    submission, and a consent proof always records the wording in force.
     """
     if source not in SOURCES:
         raise ValueError(f"unknown registration source {source!r}")
     lang = locale if locale in LANGUAGES else "fr"
+    user_agent = clean_line(user_agent)[:MAX_USER_AGENT]
     async with db.acquire() as conn:
-        config = await load_form_config(conn, webinar_id)
-        if not config.is_open:
-            raise RegistrationClosed(config)
-        form = clean_form(config, form_data, lang)
-        v = form.values
-        kinds = list(form.consents)
-        async with conn.transaction():
-            row = await conn.fetchrow(
-                _UPSERT_SQL, webinar_id, v["email"], v["first_name"], v["last_name"], v["phone"], v["job_function"],
-                v["company"], v["company_size"], v["department"], v["industry"], v["question"], source, lang,
-                valid_time_zone(time_zone),
-            )
-            assert row is not None
-            registration_id: uuid.UUID = row["id"]
-            name = display_name(row["first_name"], row["last_name"], v["email"])
-            participant_id: uuid.UUID | None = row["participant_id"]
-            if participant_id is None:
-                participant_id = await conn.fetchval(_NEW_PARTICIPANT_SQL, webinar_id, name, v["email"], registration_id)
-            else:
-                await conn.execute("UPDATE participants SET display_name = $2, email = $3 WHERE id = $1",
-                                   participant_id, name, v["email"])
-            assert participant_id is not None
-            await conn.execute(
-                _CONSENTS_SQL, registration_id, _ip(ip), clean_line(user_agent)[:MAX_USER_AGENT], config.form_version,
-                kinds, [form.consents[k] for k in kinds], [config.wording(lang, k) for k in kinds],
-                [config.sponsor_name if k == "sponsor_share" else "" for k in kinds],
-            )
-            if v["question"] and v["question"] != row["old_question"]:
-                await conn.execute(
-                    """INSERT INTO questions (webinar_id, participant_id, anonymous, text, source)
-                       VALUES ($1, NULL, false, $2, 'registration')""", webinar_id, v["question"])
-            for hook in AFTER_REGISTER:
-                await hook(conn, registration_id, bool(row["created"]))
-    return RegistrationResult(registration_id, Participant(participant_id, webinar_id, name, "viewer"),
-                              bool(row["created"]), config)
+        config = _config_cache.get(webinar_id)
+        fresh = config is None
+        if config is None:
+            config = await load_form_config(conn, webinar_id)
+        for attempt in range(REGISTER_ATTEMPTS):
+            try:
+                if not config.is_open:
+                    raise RegistrationClosed(config)
+                form = clean_form(config, form_data, lang)
+            except (RegistrationClosed, RegistrationInvalid):
+                if fresh:
+                    raise
+                config, fresh = await load_form_config(conn, webinar_id), True
+                continue
+            result = await _write(conn, config, form, ip=ip, user_agent=user_agent, source=source, lang=lang,
+                                  time_zone=valid_time_zone(time_zone))
+            if result is not None:
+                return result
+            config, fresh = await load_form_config(conn, webinar_id), True  # changed meanwhile
+        values = {**form.values, **{f"consent_{k}": "1" if v else "" for k, v in form.consents.items()}}
+        raise RegistrationInvalid({"_form": "form_changed"}, values, config)
+
+
+async def _write(conn: asyncpg.Connection, config: FormConfig, form: CleanForm, *, ip: str | None, user_agent: str,
+                 source: str, lang: str, time_zone: str) -> RegistrationResult | None:
+    """Write the registration; None (nothing written) when ``config`` is no longer current.
+
+    A new registration is one statement, so it needs no transaction of its own
+    unless plain :data:`AFTER_REGISTER` hooks must run in one (then everything
+    below runs in a single transaction). Registering again writes the
+    registration, consents and question in that statement, then the participant
+    (and re-enqueues the :class:`JobsHook` jobs, which exist already) in a
+    second transaction; should that one fail, the person gets an error and the
+    data they sent stays accepted (sending again completes it)."""
+    v = form.values
+    kinds = list(form.consents)
+    webinar_id = config.webinar_id
+    new_registration, new_participant = uuid.uuid4(), uuid.uuid4()
+    jobs_hooks = [h for h in AFTER_REGISTER if isinstance(h, JobsHook)]
+    plain_hooks = [h for h in AFTER_REGISTER if not isinstance(h, JobsHook)]
+    now = utc_now()
+    new_jobs = [job for hook in jobs_hooks for job in hook.jobs(new_registration, config.schedule, now)]
+    async with conn.transaction() if plain_hooks else contextlib.nullcontext():
+        row = await conn.fetchrow(
+            _REGISTER_SQL, webinar_id, v["email"], v["first_name"], v["last_name"], v["phone"], v["job_function"],
+            v["company"], v["company_size"], v["department"], v["industry"], v["question"], source, lang, time_zone,
+            config.fingerprint, new_registration, new_participant,
+            display_name(v["first_name"], v["last_name"], v["email"]), _ip(ip), user_agent, config.form_version,
+            kinds, [form.consents[k] for k in kinds], [config.wording(lang, k) for k in kinds],
+            [config.sponsor_name if k == "sponsor_share" else "" for k in kinds],
+            *enqueue_args(new_jobs),
+        )
+        if row is None:
+            return None
+        registration_id: uuid.UUID = row["id"]
+        created = bool(row["created"])
+        name = display_name(row["first_name"], row["last_name"], v["email"])
+        participant_id: uuid.UUID | None = row["participant_id"]
+        if created:
+            assert registration_id == new_registration and participant_id == new_participant
+        else:  # registered again: this registration's own participant and jobs
+            async with contextlib.nullcontext() if plain_hooks else conn.transaction():
+                if participant_id is None:  # its participant was deleted: a new one
+                    participant_id = await conn.fetchval(_NEW_PARTICIPANT_SQL, webinar_id, name, v["email"],
+                                                         registration_id)
+                else:
+                    await conn.execute("UPDATE participants SET display_name = $2, email = $3 WHERE id = $1",
+                                       participant_id, name, v["email"])
+                again = [job for hook in jobs_hooks for job in hook.jobs(registration_id, config.schedule, now)]
+                await enqueue_many(conn, again)
+        assert participant_id is not None
+        for hook in plain_hooks:
+            await hook(conn, registration_id, created)
+    return RegistrationResult(registration_id, Participant(participant_id, webinar_id, name, "viewer"), created,
+                              config)
 
 
 # Personal links ----------------------------------------------------------------

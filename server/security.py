@@ -82,9 +82,13 @@ class Signer:
 
     def __init__(self, secret: str) -> None:
         self._secret = secret
+        self._serializers: dict[str, URLSafeSerializer] = {}
 
     def _serializer(self, purpose: Purpose) -> URLSafeSerializer:
-        return URLSafeSerializer(self._secret, salt=f"webinar/{purpose}")
+        found = self._serializers.get(purpose)
+        if found is None:
+            found = self._serializers[purpose] = URLSafeSerializer(self._secret, salt=f"webinar/{purpose}")
+        return found
 
     def sign(self, purpose: Purpose, payload: dict[str, Any], *, ttl_s: int | None, now: float | None = None) -> str:
         body = dict(payload)

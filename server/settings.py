@@ -49,6 +49,19 @@ def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
 
 
+def _env_thresholds(env: Mapping[str, str], name: str, default: tuple[int, int, int]) -> tuple[int, int, int]:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError(f"{name} must be three comma-separated integers, got {raw!r}") from None
+    if len(values) != 3:
+        raise SettingsError(f"{name} must be three comma-separated integers, got {raw!r}")
+    return values  # type: ignore[return-value]
+
+
 class SettingsError(ValueError):
     """A setting has a value the server cannot use; the message names it."""
 
@@ -106,6 +119,34 @@ class Settings:
     """Seconds a live waits for a dropped publisher to come back before it ends."""
     live_max_s: float = 4 * 3600.0
     """R-ROOM-2: a live is cut after this many seconds (4 hours); warnings come before."""
+    ice_servers: str = ""
+    """``WEBINAR_ICE_SERVERS``: STUN/TURN servers of webcam rooms as a JSON list of
+    ``{"urls": "stun:host:3478" | [...], "username"?, "credential"?}`` (the browser and
+    the server use the same list); empty = host candidates only (loopback, LAN)."""
+    ws_ping_interval_s: float = 20.0
+    """``WEBINAR_WS_PING_INTERVAL_S``: seconds between two keepalive pings on a WebSocket (0 = no pings)."""
+    ws_ping_timeout_s: float = 30.0
+    """``WEBINAR_WS_PING_TIMEOUT_S``: seconds a peer has to answer a ping before the socket is closed (1011).
+    A peer that sent anything meanwhile counts as alive, and a deadline checked late because the
+    event loop was busy gets one more second (see :mod:`server.ws_protocol`)."""
+    gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
+    """``WEBINAR_GC_THRESHOLDS`` (``g0,g1,g2``): the cyclic garbage collector's thresholds for
+    ``webinar serve`` (Python's default is 700,10,10). Objects created at start-up are frozen out
+    of its reach (``gc.freeze()``); larger thresholds make collections of the many long-lived
+    per-connection objects rarer. Each value >= 1."""
+    backup_dir: Path | None = None
+    """``WEBINAR_BACKUP_DIR``: where ``webinar backup`` writes its generations (server/backup.py);
+    unset = ``data_dir/backups`` (same disk: prefer another disk or a mounted remote folder)."""
+    backup_keep: int = 5
+    """``WEBINAR_BACKUP_KEEP``: complete generations kept (R-OPS-1: 5); the oldest is removed
+    only after a new one is complete and verified. 1 to 100."""
+    backup_daily: bool = False
+    """``WEBINAR_BACKUP_DAILY``: run a backup every day at 03:00 Paris time on the job queue
+    (server/daily.py). The job handler is cut after ``job_lease_s / 2``: raise
+    ``WEBINAR_JOB_LEASE_S`` to more than twice the backup's duration."""
+    node_name: str = ""
+    """``WEBINAR_NODE_NAME``: sent as ``X-Webinar-Node`` on every HTTP and WebSocket answer
+    (which node served it, behind a load balancer); empty = no header. At most 64 characters."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -147,12 +188,20 @@ class Settings:
             "enable_srt": _env_bool(env, "WEBINAR_ENABLE_SRT", cls.enable_srt),
             "live_grace_s": _env_float(env, "WEBINAR_LIVE_GRACE_S", cls.live_grace_s),
             "live_max_s": _env_float(env, "WEBINAR_LIVE_MAX_S", cls.live_max_s),
+            "ice_servers": env.get("WEBINAR_ICE_SERVERS", cls.ice_servers).strip(),
+            "ws_ping_interval_s": _env_float(env, "WEBINAR_WS_PING_INTERVAL_S", cls.ws_ping_interval_s),
+            "ws_ping_timeout_s": _env_float(env, "WEBINAR_WS_PING_TIMEOUT_S", cls.ws_ping_timeout_s),
+            "gc_thresholds": _env_thresholds(env, "WEBINAR_GC_THRESHOLDS", cls.gc_thresholds),
+            "node_name": env.get("WEBINAR_NODE_NAME", cls.node_name),
+            "backup_dir": Path(env["WEBINAR_BACKUP_DIR"]) if env.get("WEBINAR_BACKUP_DIR") else None,
+            "backup_keep": _env_int(env, "WEBINAR_BACKUP_KEEP", cls.backup_keep),
+            "backup_daily": _env_bool(env, "WEBINAR_BACKUP_DAILY", cls.backup_daily),
         }
         for key, value in overrides.items():
             if key not in values:
                 raise SettingsError(f"unknown setting {key!r}")
             if value is not None:
-                values[key] = Path(str(value)) if key == "data_dir" else value
+                values[key] = Path(str(value)) if key in ("data_dir", "backup_dir") else value
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
         return settings
@@ -183,6 +232,15 @@ class Settings:
             raise SettingsError("WEBINAR_SMTP_TIMEOUT_S must be positive and below half of WEBINAR_JOB_LEASE_S")
         if not 0.01 <= self.job_poll_s <= 3600:
             raise SettingsError("WEBINAR_JOB_POLL_S must be between 0.01 and 3600 seconds")
+        if len(self.node_name) > 64 or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in self.node_name):
+            raise SettingsError("WEBINAR_NODE_NAME must be at most 64 characters among A-Z a-z 0-9 - _ .")
+        if not 0 <= self.ws_ping_interval_s <= 3600 or not 1 <= self.ws_ping_timeout_s <= 3600:
+            raise SettingsError("WEBINAR_WS_PING_INTERVAL_S must be 0-3600 s and WEBINAR_WS_PING_TIMEOUT_S 1-3600 s")
+        if len(self.gc_thresholds) != 3 or min(self.gc_thresholds) < 1:
+            raise SettingsError("WEBINAR_GC_THRESHOLDS must be three integers >= 1, e.g. 50000,20,100")
+        _ = self.ice_server_list  # raises SettingsError on a malformed WEBINAR_ICE_SERVERS
+        if not 1 <= self.backup_keep <= 100:
+            raise SettingsError(f"WEBINAR_BACKUP_KEEP must be between 1 and 100, got {self.backup_keep}")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"WEBINAR_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
 
@@ -190,6 +248,33 @@ class Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     # Derived locations -----------------------------------------------------
+    @property
+    def ice_server_list(self) -> list[dict[str, object]]:
+        """``ice_servers`` parsed and checked: each entry has ``urls`` (stun:, turn: or
+        turns: URLs) and, for TURN, ``username`` and ``credential``."""
+        if not self.ice_servers:
+            return []
+        import json
+
+        try:
+            entries = json.loads(self.ice_servers)
+        except ValueError:
+            raise SettingsError("WEBINAR_ICE_SERVERS must be a JSON list of {urls, username, credential}") from None
+        if not isinstance(entries, list):
+            raise SettingsError("WEBINAR_ICE_SERVERS must be a JSON list")
+        servers: list[dict[str, object]] = []
+        for entry in entries:
+            urls = entry.get("urls") if isinstance(entry, dict) else None
+            url_list = [urls] if isinstance(urls, str) else urls
+            if (not isinstance(url_list, list) or not url_list
+                    or not all(isinstance(u, str) and u.split(":", 1)[0] in ("stun", "turn", "turns") for u in url_list)):
+                raise SettingsError(f"WEBINAR_ICE_SERVERS: bad urls in {entry!r} (stun:, turn: or turns: URLs)")
+            assert isinstance(entry, dict)
+            if any(u.startswith("turn") for u in url_list) and not (entry.get("username") and entry.get("credential")):
+                raise SettingsError("WEBINAR_ICE_SERVERS: a TURN server needs username and credential")
+            servers.append({k: entry[k] for k in ("urls", "username", "credential") if k in entry})
+        return servers
+
     @property
     def base_url(self) -> str:
         if self.public_url:
@@ -212,6 +297,11 @@ class Settings:
     @property
     def postgres_dir(self) -> Path:
         return self.data_dir / "postgres"
+
+    @property
+    def backups_dir(self) -> Path:
+        """Where backup generations go: ``backup_dir``, else ``data_dir/backups``."""
+        return self.backup_dir if self.backup_dir is not None else self.data_dir / "backups"
 
     @property
     def media_dir(self) -> Path:

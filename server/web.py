@@ -9,6 +9,7 @@ moment it is added.
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.i18n import LANG_COOKIE, negotiate, translate
+from server.maintenance import notice as maintenance_notice
 from server.security import Signer
 from server.sessions import COOKIE as SESSION_COOKIE
 from server.sessions import session_user_id
@@ -137,7 +139,8 @@ async def render(request: Request, template: str, status_code: int = 200, **cont
         return translate(lang, key, **params)
 
     html = template_env().get_template(template).render(
-        request=request, user=user, lang=lang, t=t, csrf_token=request.scope.get("wb_csrf", ""), **context
+        request=request, user=user, lang=lang, t=t, csrf_token=request.scope.get("wb_csrf", ""),
+        maintenance=maintenance_notice(request), **context
     )
     response = HTMLResponse(html, status_code=status_code)
     if request.query_params.get("lang") in ("fr", "en"):
@@ -161,7 +164,14 @@ async def read_form(request: Request, *, csrf: bool = True) -> FormData:
     if not csrf:
         return form
     token = form.get(CSRF_FIELD)
-    if not services(request).signer.csrf_ok(request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None):
+    token = token if isinstance(token, str) else None
+    cookie = request.cookies.get(CSRF_COOKIE)
+    if cookie and cookie == request.scope.get("wb_csrf"):
+        # CSRFCookieMiddleware already verified this cookie's signature: compare only.
+        ok = token is not None and hmac.compare_digest(cookie.encode(), token.encode())
+    else:
+        ok = services(request).signer.csrf_ok(cookie, token)
+    if not ok:
         raise CSRFError()
     return form
 
@@ -198,7 +208,8 @@ class CSRFCookieMiddleware:
         self.signer_factory = signer_factory
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        # /hls/ (playlists and media, GET only) gets no cookie: a Set-Cookie makes nginx and CDNs skip the cache.
+        if scope["type"] != "http" or scope["path"].startswith("/hls/"):
             await self.app(scope, receive, send)
             return
         cookies = Request(scope).cookies

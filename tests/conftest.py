@@ -18,6 +18,7 @@ import uvicorn
 from server.app import create_app
 from server.db import Database
 from server.settings import Settings
+from server.ws_protocol import uvicorn_options
 from tests.support.browser import Chromium, launch_chromium
 from tests.support.net import free_port, free_udp_port
 from tests.support.postgres import PostgresForTests
@@ -51,7 +52,8 @@ class LiveServer:
         self.settings = settings
         self.app = create_app(settings)
         self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=settings.port, log_config=None, lifespan="on")
+            uvicorn.Config(self.app, host="127.0.0.1", port=settings.port, log_config=None, lifespan="on",
+                           **uvicorn_options(settings))
         )
         self.task: asyncio.Task[None] | None = None
 
@@ -134,9 +136,13 @@ async def browser(live: LiveServer) -> AsyncIterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-async def chromium_process() -> AsyncIterator[Chromium]:
-    """One headless Debian Chromium per test module (browser tests)."""
-    async with launch_chromium() as browser:
+async def chromium_process(request: pytest.FixtureRequest) -> AsyncIterator[Chromium]:
+    """One headless Debian Chromium per test module (browser tests). A module that sets
+    ``CHROMIUM_FAKE_MEDIA = True`` gets a fake camera and microphone (``getUserMedia``
+    without a prompt), and ``CHROMIUM_EXTRA_ARGS`` more command-line flags."""
+    fake_media = bool(getattr(request.module, "CHROMIUM_FAKE_MEDIA", False))
+    extra_args = tuple(getattr(request.module, "CHROMIUM_EXTRA_ARGS", ()))
+    async with launch_chromium(fake_media=fake_media, extra_args=extra_args) as browser:
         yield browser
 
 

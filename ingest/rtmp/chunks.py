@@ -166,7 +166,7 @@ class ChunkReader:
         self.max_partial_bytes = max_partial_bytes
         self.bytes_received = 0
         """Total bytes fed so far (for acknowledgements; not wrapped)."""
-        self._buffer = bytearray()
+        self._buffer: bytes | bytearray = b""
         self._pos = 0
         self._streams: dict[int, _ChunkStream] = {}
         self._partial_bytes = 0
@@ -177,12 +177,20 @@ class ChunkReader:
         return len(self._buffer) - self._pos
 
     def feed(self, data: bytes) -> None:
-        """Append received bytes."""
-        if self._pos and self._pos >= len(self._buffer) // 2:
-            del self._buffer[: self._pos]
-            self._pos = 0
-        self._buffer += data
+        """Append received bytes (kept without a copy when nothing else is buffered)."""
         self.bytes_received += len(data)
+        buffer = self._buffer
+        if self._pos >= len(buffer):  # all parsed: the new bytes become the buffer
+            self._buffer = data if type(data) is bytes else bytes(data)
+            self._pos = 0
+            return
+        if type(buffer) is bytes:
+            buffer = self._buffer = bytearray(memoryview(buffer)[self._pos :])
+            self._pos = 0
+        elif self._pos >= len(buffer) // 2:
+            del buffer[: self._pos]
+            self._pos = 0
+        buffer += data
 
     def next_message(self) -> Message | None:
         """Parse chunks until a message completes; ``None`` if more bytes are needed."""
@@ -302,9 +310,23 @@ class ChunkReader:
             raise RTMPProtocolError(
                 f"message of {length} bytes on chunk stream {csid} exceeds the {self.max_message_size}-byte limit"
             )
-        take = min(length, self.chunk_size)
+        chunk_size = self.chunk_size
+        take = min(length, chunk_size)
         if pos + take > end:
             return None
+        if length > take:
+            whole = self._whole_message(pos, csid, length, extended)
+            if whole is not None:  # every chunk of the message is here, none interleaved
+                payload, self._pos = whole
+                stream.timestamp = new_ts
+                stream.delta = new_delta
+                stream.length = length
+                stream.type_id = type_id
+                stream.stream_id = stream_id
+                stream.extended = extended
+                stream.partial = None
+                self._streams[csid] = stream
+                return Message(type_id, stream_id, new_ts, payload, csid)
         if self._partial_bytes + take > self.max_partial_bytes:
             raise RTMPProtocolError(f"more than {self.max_partial_bytes} bytes of incomplete messages buffered")
         # Commit: the whole chunk is available.
@@ -320,6 +342,36 @@ class ChunkReader:
         self._pos = pos + take
         return self._complete_if_done(csid, stream)
 
+    def _whole_message(self, pos: int, csid: int, length: int, extended: bool) -> tuple[bytes, int] | None:
+        """Fast path: the payload of a multi-chunk message whose first chunk's data starts at ``pos``,
+        and the position after it, if all of it is buffered with no other chunk stream in between;
+        ``None`` otherwise (the chunk-by-chunk path then handles it)."""
+        buf = self._buffer
+        chunk_size = self.chunk_size
+        continuations = (length - 1) // chunk_size
+        header = _continuation_header(csid)
+        first = header[0] if len(header) == 1 else -1
+        step = len(header) + (4 if extended else 0)
+        end = pos + length + continuations * step
+        if end > len(buf):
+            return None
+        spans = []
+        start = pos
+        left = length
+        while True:
+            take = min(left, chunk_size)
+            spans.append((start, start + take))
+            left -= take
+            if not left:
+                break
+            start += take
+            if (buf[start] != first) if first >= 0 else (buf[start : start + len(header)] != header):
+                return None  # another chunk stream interleaved: take the general path
+            start += step
+        with memoryview(buf) as view:
+            payload = b"".join([view[a:b] for a, b in spans])
+        return payload, end
+
     def _complete_if_done(self, csid: int, stream: _ChunkStream) -> Message | bool:
         assert stream.partial is not None
         if len(stream.partial) < stream.length:
@@ -330,6 +382,14 @@ class ChunkReader:
         self._partial_bytes -= len(payload)
         stream.partial = None
         return Message(stream.type_id, stream.stream_id, stream.timestamp, payload, csid)
+
+
+_CONTINUATION_HEADERS: Final = tuple(bytes(((3 << 6) | csid,)) for csid in range(64))
+
+
+def _continuation_header(csid: int) -> bytes:
+    """The basic header of a type-3 chunk on ``csid``."""
+    return _CONTINUATION_HEADERS[csid] if 2 <= csid <= 63 else _basic_header(3, csid)
 
 
 def _basic_header(fmt: int, csid: int) -> bytes:

@@ -19,7 +19,8 @@ Conversation (what ffmpeg, OBS and hardware encoders do)::
             or reject_publish(reason) -> onStatus(error, NetStream.Publish.BadName); closing
     @setDataFrame/onMetaData, audio, video
                                       -> events Metadata, MediaConfig, MediaUnit
-    FCUnpublish / deleteStream / EOF  -> event PublishEnded (then ConnectionClosed on EOF)
+    FCUnpublish / deleteStream        -> event PublishEnded(clean=True): the encoder is done
+    EOF while publishing              -> event PublishEnded(clean=False), then ConnectionClosed
 
 Pause: after :class:`PublishRequested` the connection stops parsing
 (further bytes are buffered, up to ``max_pending_bytes``) until the caller
@@ -166,10 +167,16 @@ class Metadata:
 
 @dataclass(frozen=True, slots=True)
 class PublishEnded:
-    """An accepted publish ended (FCUnpublish, deleteStream, closeStream or end of connection)."""
+    """An accepted publish ended (FCUnpublish, deleteStream, closeStream or end of connection).
+
+    ``clean`` is True when the encoder said it stopped (one of the commands),
+    False when the connection just ended under it (a drop, as far as the
+    protocol can tell).
+    """
 
     stream_id: int
     reason: str
+    clean: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,7 +531,7 @@ class ServerConnection:
         elif name == "FCUnpublish":
             publish_name = _text(args[0]) if args else ""
             if self._publish_stream is not None:
-                self._end_publish(self._publish_stream, "FCUnpublish", events)
+                self._end_publish(self._publish_stream, "FCUnpublish", events, clean=True)
             self._send_command(
                 _CSID_COMMAND,
                 0,
@@ -610,13 +617,13 @@ class ServerConnection:
             )
         )
 
-    def _end_publish(self, stream_id: int, reason: str, events: list[Event]) -> None:
+    def _end_publish(self, stream_id: int, reason: str, events: list[Event], *, clean: bool) -> None:
         if self.state is ConnectionState.PUBLISHING and self._publish_stream == stream_id:
-            events.append(PublishEnded(stream_id, reason))
+            events.append(PublishEnded(stream_id, reason, clean))
             self._publish_stream = None
             self._flv = None
             self.state = ConnectionState.CONNECTED
 
     def _delete_stream(self, stream_id: int, reason: str, events: list[Event]) -> None:
-        self._end_publish(stream_id, reason, events)
+        self._end_publish(stream_id, reason, events, clean=True)
         self._streams.discard(stream_id)

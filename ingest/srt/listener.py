@@ -115,7 +115,13 @@ MESSAGES_PER_WAKEUP = 64
 """SRT messages read from one connection per epoll wakeup (and per loop callback)."""
 
 POLL_INTERVAL_MS = 100
-"""``srt_epoll_uwait`` timeout: how often the thread looks at timers and commands."""
+"""``srt_epoll_uwait`` timeout while publishers are connected: how often the thread
+looks at idle timers and commands."""
+
+IDLE_POLL_INTERVAL_MS = 500
+"""``srt_epoll_uwait`` timeout with no publisher connected (an incoming handshake
+wakes the wait at once): the idle server's CPU cost, and the longest
+:meth:`SRTListener.close` waits for the thread to notice it should stop."""
 
 _RECV_BUFFER = 1500
 _DRAIN_POLL_MS = 10
@@ -359,7 +365,12 @@ class SRTListener:
             while not self._stop.is_set():
                 self._run_commands()
                 draining = [c for c in self._thread_conns.values() if c.drain_until is not None]
-                timeout = _DRAIN_POLL_MS if draining else POLL_INTERVAL_MS
+                if draining:
+                    timeout = _DRAIN_POLL_MS
+                elif self._thread_conns or self._commands:
+                    timeout = POLL_INTERVAL_MS
+                else:
+                    timeout = IDLE_POLL_INTERVAL_MS
                 for sock, flags in lib.epoll_wait(self._eid, events, timeout):
                     if sock == self._lsock:
                         self._accept_all()

@@ -5,7 +5,7 @@
 
 import {RoomClient, exposeForTests, readTexts, translator} from "./room-client.js";
 import {RoomModel} from "./room-model.js";
-import {chatLine, errorText, renderResults, starsShown} from "./panel.js";
+import {chatLine, errorText, followMaintenance, renderResults, starsShown} from "./panel.js";
 import {clock, el, setChildren, syncList, uid} from "./dom.js";
 
 const MUTE_MINUTES = 10;
@@ -470,6 +470,7 @@ class ModeratorPanel {
   wire() {
     const c = this.client;
     c.on("status", (status) => this.renderConnection(status));
+    followMaintenance(c, this.t);
     c.on("welcome", ({state, resumed}) => {
       this.everConnected = true;
       if (!resumed && state) this.model.loadState(state);

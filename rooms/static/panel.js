@@ -27,6 +27,32 @@ export function errorText(t, error) {
   return error && error.message ? error.message : t("room.error.failed");
 }
 
+/**
+ * Show, update or hide the page's maintenance notice (`#maintenance-notice` in
+ * server/templates/base.html) from the room notice `maintenance`: `data` is
+ * `{enabled, message}`; the message (at most 500 characters) is inserted as text. The title is
+ * `maintenance.notice` from the page's room-i18n texts (kept as rendered when the page lacks it).
+ */
+export function showMaintenance(data, t, doc = document) {
+  const box = doc.getElementById("maintenance-notice");
+  if (!box) return;
+  const enabled = Boolean(data && data.enabled);
+  if (enabled) {
+    const title = doc.getElementById("maintenance-notice-title");
+    const text = t("maintenance.notice");
+    if (title && text !== "maintenance.notice") title.textContent = text;
+    const message = doc.getElementById("maintenance-notice-message");
+    if (message) message.textContent = typeof data.message === "string" ? data.message : "";
+  }
+  box.hidden = !enabled;
+}
+
+/** Keep the maintenance notice in step with the room (viewer panel, moderator and speaker pages);
+ * returns a function that stops it. */
+export function followMaintenance(client, t) {
+  return client.on("notice:maintenance", (data) => showMaintenance(data, t));
+}
+
 /** Poll results as labelled bars (a list; each row says "label: n (p %)"). */
 export function renderResults(container, poll, t) {
   const tally = poll.tally;
@@ -219,6 +245,7 @@ class InteractionPanel {
   wire() {
     const c = this.client;
     c.on("status", (status) => this.renderConnection(status));
+    followMaintenance(c, this.t);
     c.on("welcome", ({state, resumed}) => {
       this.everConnected = true;
       if (!resumed && state) this.model.loadState(state);

@@ -4,6 +4,7 @@
 //   client.on("welcome", ({state, resumed}) => ...);        // state: the snapshot (null when resumed)
 //   client.on("chat.message", (event) => ...);              // one room event, by kind ("event": every kind)
 //   client.on("notice:live.interrupted", (data) => ...);    // ephemeral notices ("notice": every kind)
+//   client.on("notice:maintenance", (data) => ...);         // {enabled, message}: see followMaintenance in panel.js
 //   client.on("status", (status) => ...);                   // connecting, open, waiting, refused, stopped
 //   client.start();
 //   const ack = await client.send("chat.send", {text});     // rejects with a RoomError (code from the server)

@@ -22,12 +22,39 @@ from tests.world import PASSWORD, Side, World, make_world
 ROLES = ("anonymous", "organizer", "sponsor", "speaker", "moderator")
 
 
+CONTENT: dict[uuid.UUID, int] = {}
+"""Webinar id -> a shared-content item of it (rooms/webcam/content_routes.py), see :func:`add_content`."""
+
+
 def path_values(side: Side) -> dict[str, str]:
     return {
         "account_id": str(side.account_id),
         "webinar_id": str(side.webinar.id),
         "user_id": str(side.organizer.id),
+        "item_id": str(CONTENT.get(side.webinar.id, 1)),
+        "index": "0",
     }
+
+
+async def add_content(live: LiveServer, world: World) -> None:
+    """Give each side's webinar a real content item (an image), so the content routes name real objects."""
+    import hashlib
+
+    from PIL import Image
+
+    from rooms.webcam.content_store import store_upload, webinar_folder
+    from rooms.webcam.uploads import Received
+
+    for side in (world.a, world.b):
+        folder = webinar_folder(live.settings.media_dir, side.webinar.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / ".upload-matrix"
+        Image.new("RGB", (64, 36), (255, 0, 0)).save(path, format="PNG")
+        data = path.read_bytes()
+        item = await store_upload(live.services.db, live.settings.media_dir, side.webinar.id,
+                                  Received(path, "png", len(data), hashlib.sha256(data).hexdigest()), "matrix.png",
+                                  side.organizer.id)
+        CONTENT[side.webinar.id] = item.id
 
 
 def fill(path: str, values: dict[str, str]) -> str:
@@ -57,7 +84,8 @@ async def call(b: Browser, method: str, url: str) -> Any:
     # A valid CSRF token, so that a refusal can only come from authorization.
     return await b.post_form(url, {"title": "x", "email": "x@example.com", "role": "organizer", "state": "removed",
                                    "name": "x", "starts_at": "2030-01-01T10:00", "duration_minutes": "10",
-                                   "room_type": "webcam", "ttl_days": "3", "reference": "x"})
+                                   "room_type": "webcam", "ttl_days": "3", "reference": "x",
+                                   "action": "on"})  # /admin/maintenance
 
 
 def refused(response: Any, role: str) -> bool:
@@ -81,6 +109,7 @@ async def clients(live: LiveServer, world: World) -> dict[str, Browser]:
 
 async def test_routes_refuse_other_accounts_objects(live: LiveServer) -> None:
     world = await make_world(live.services.db)
+    await add_content(live, world)
     routes = app_routes(live)
     assert len([r for r in routes if r[2] != "public"]) >= 15
     logged = await clients(live, world)
@@ -107,6 +136,9 @@ async def test_routes_refuse_other_accounts_objects(live: LiveServer) -> None:
     # B's webinar was not touched by any of those POSTs.
     row = await live.services.db.fetchrow("SELECT title, state FROM webinars WHERE id=$1", world.b.webinar.id)
     assert (row["title"], row["state"]) == (world.b.webinar.title, "draft")
+    assert not await live.services.db.fetchval("SELECT enabled FROM maintenance"), "maintenance switched by a non-admin"
+    assert await live.services.db.fetchval("SELECT count(*) FROM webcam_content WHERE webinar_id = $1",
+                                           world.b.webinar.id) == 1
 
 
 RIGHTFUL = {"organizer": "organizer", "admin": "admin", "user": "organizer", "sponsor": "sponsor"}
@@ -115,6 +147,7 @@ RIGHTFUL = {"organizer": "organizer", "admin": "admin", "user": "organizer", "sp
 async def test_positive_control_every_get_route_answers_its_role(live: LiveServer) -> None:
     """Without this, a route answering 404 to everyone would pass the matrix."""
     world = await make_world(live.services.db)
+    await add_content(live, world)
     async with browser(live) as org, browser(live) as spo, browser(live) as adm:
         await org.login(world.a.organizer.email, PASSWORD)
         await spo.login(world.a.sponsor.email, PASSWORD)

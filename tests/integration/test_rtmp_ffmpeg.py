@@ -42,6 +42,7 @@ class CollectingSink:
         self.configs: list[TrackConfig] = []
         self.units: list[AccessUnit] = []
         self.ended = 0
+        self.clean: bool | None = None
         self._live = on_gone
 
     def on_config(self, config: TrackConfig) -> None:
@@ -53,8 +54,9 @@ class CollectingSink:
         assert any(c.kind == unit.kind for c in self.configs), "config before first unit"
         self.units.append(unit)
 
-    def on_end(self) -> None:
+    def on_end(self, clean: bool = False) -> None:
         self.ended += 1
+        self.clean = clean
         if self._live.get(self.key) is self:
             del self._live[self.key]
 
@@ -205,6 +207,7 @@ async def test_ffmpeg_publishes_h264_and_aac(listener: RTMPListener, authority: 
     await wait_for(lambda: authority.created and authority.created[0].ended)
     (sink,) = authority.created
     assert sink.ended == 1
+    assert sink.clean is True, "ffmpeg ending normally unpublishes (FCUnpublish/deleteStream): a clean end"
     assert_complete_h264_aac_publish(sink)
 
 
@@ -371,7 +374,7 @@ async def test_close_ends_a_live_publisher_once(authority: Authority) -> None:
         await wait_for(lambda: authority.created and authority.created[0].video())
         await server.close()
         sink = authority.created[0]
-        assert sink.ended == 1
+        assert sink.ended == 1 and sink.clean is False, "a server shutdown is not the encoder's clean end"
         assert server.connection_count == 0
         units_at_close = len(sink.units)
         code, stderr = await publisher
@@ -494,3 +497,33 @@ async def test_connection_limit(authority: Authority, caplog: pytest.LogCaptureF
         finally:
             await first.close()
     assert any("connections already open" in r.getMessage() for r in caplog.records)
+
+
+async def test_live_reads_are_coalesced_and_close_reads_what_was_sent() -> None:
+    """A live publish is read in bigger, fewer reads (READ_COALESCE); no unit is lost to it, even at close."""
+    sink = CollectingSink("good", {})
+
+    async def authorize(app: str, stream_key: str) -> MediaSink | str:
+        return sink
+
+    writes = 20
+    server = RTMPListener(authorize, "127.0.0.1", 0, read_coalesce=0.1)
+    await server.start()
+    client = await ScriptedPublisher.open(server.port)
+    try:
+        await client.send(c0c1() + bytes(1536) + publish_preamble("good"))
+        assert (await client.read_until_status())["code"] == "NetStream.Publish.Start"
+        await client.send(rtmp_media(8, b"\xaf\x00\x12\x10", 0))  # AAC config
+        await wait_for(lambda: sink.configs)
+        reads_before = server._reads
+        for i in range(writes):  # one write per unit, 5 ms apart: about 100 ms of media
+            await client.send(rtmp_media(8, b"\xaf\x01\x21\x00" + bytes([i]), 23 * (i + 1)))
+            await asyncio.sleep(0.005)
+        # the last writes sit in the socket during a coalescing pause: close() must read them first
+        await server.close()
+    finally:
+        await client.close()
+        await server.close()
+    assert [u.data[-1] for u in sink.audio()] == list(range(writes)), "every unit, in order"
+    assert sink.ended == 1
+    assert server._reads - reads_before < writes, "one read per encoder write: coalescing did not happen"

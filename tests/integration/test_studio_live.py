@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import json
 import uuid
 
 import av
@@ -49,6 +50,13 @@ async def wait_playlist(client: httpx.AsyncClient, url: str, predicate: object, 
                 if predicate(parsed):  # type: ignore[operator]
                     return parsed
             await asyncio.sleep(0.2)
+
+
+async def wait_state(live: LiveServer, webinar_id: uuid.UUID, state: str, timeout: float = 5) -> None:
+    """The webinar's state moves (ended, then replay) just after the VOD playlist appears."""
+    async with asyncio.timeout(timeout):
+        while (await get_webinar(live.services.db, webinar_id)).state != state:
+            await asyncio.sleep(0.1)
 
 
 def finished(playlist: m3u8.M3U8) -> list[m3u8.Segment]:
@@ -111,7 +119,7 @@ async def test_publish_package_play_and_replay(live: LiveServer, protocol: str) 
     async with httpx.AsyncClient(timeout=20) as client:
         vod = await wait_playlist(client, f"{base}/index.m3u8", lambda p: p.is_endlist)
         assert vod.playlist_type == "vod" and 8.0 <= sum(s.duration for s in vod.segments) <= 10.5
-        assert (await get_webinar(live.services.db, webinar_id)).state == "replay"
+        await wait_state(live, webinar_id, "replay")
         async with asyncio.timeout(30):
             while (r := await client.get(f"{base}/replay.mp4")).status_code != 200:
                 await asyncio.sleep(0.2)
@@ -156,8 +164,12 @@ async def test_publisher_reconnect_continues_the_live(live: LiveServer) -> None:
     webinar_id, key = await studio_webinar(live)
     base = f"{live.url}/hls/{webinar_id}"
     async with httpx.AsyncClient(timeout=20) as client:
-        async with publisher(rtmp_url(live, key), 4) as first:
-            await finish(first, 30)
+        async with publisher(rtmp_url(live, key), 30) as first:
+            # A drop (kill -9: no FCUnpublish), not a clean end, which would end the live.
+            await wait_playlist(client, f"{base}/index.m3u8", lambda p: len(finished(p)) >= 1)
+            await asyncio.sleep(2.0)
+            first.kill()
+            await first.wait()
         await asyncio.sleep(1.0)
         assert live.services.extras["live"].publication(webinar_id) is not None, "still live during the grace window"
         async with publisher(rtmp_url(live, key), 4) as second:
@@ -168,7 +180,52 @@ async def test_publisher_reconnect_continues_the_live(live: LiveServer) -> None:
         vod = m3u8.loads((await client.get(f"{base}/index.m3u8")).text)
         assert vod.is_endlist
         assert any(s.discontinuity for s in vod.segments)
-        assert 7.0 <= sum(s.duration for s in vod.segments) <= 9.5
+        assert 5.0 <= sum(s.duration for s in vod.segments) <= 12.0
+
+
+@pytest.mark.settings(live_grace_s=30.0)  # the production default, stated: a drop waits 30 s
+async def test_clean_end_ends_the_live_at_once_a_drop_waits(live: LiveServer) -> None:
+    """A drop (ffmpeg killed with SIGKILL: no FCUnpublish) keeps the live for the grace
+    window; a clean end (ffmpeg stopping normally sends FCUnpublish + deleteStream) ends
+    it at once: VOD playlist and replay MP4 within seconds, not after the 30 s window."""
+    webinar_id, key = await studio_webinar(live)
+    base = f"{live.url}/hls/{webinar_id}"
+    manager = live.services.extras["live"]
+    broker = live.services.broker
+    async with broker.subscribe(f"live:{webinar_id}") as events, httpx.AsyncClient(timeout=20) as client:
+        async with publisher(rtmp_url(live, key), 60) as dropped:
+            await wait_playlist(client, f"{base}/index.m3u8", lambda p: len(finished(p)) >= 1)
+            dropped.kill()
+            await dropped.wait()
+        await asyncio.sleep(3.0)
+        assert manager.publication(webinar_id) is not None and not manager.is_on_air(webinar_id)
+        assert not m3u8.loads((await client.get(f"{base}/index.m3u8")).text).is_endlist, "a drop waits"
+        assert (await get_webinar(live.services.db, webinar_id)).state == "live"
+
+        async with publisher(rtmp_url(live, key), 5) as clean:  # back within the window, then ends cleanly
+            await wait_playlist(client, f"{base}/index.m3u8", lambda p: any(s.discontinuity for s in p.segments))
+            status, err = await finish(clean, 30)
+            assert status == 0, err
+        loop = asyncio.get_running_loop()
+        ended_at = loop.time()
+        vod = await wait_playlist(client, f"{base}/index.m3u8", lambda p: p.is_endlist, timeout=10)
+        vod_ready = loop.time() - ended_at
+        assert vod.playlist_type == "vod" and any(s.discontinuity for s in vod.segments)
+        async with asyncio.timeout(15):
+            while (await client.get(f"{base}/replay.mp4")).status_code != 200:
+                await asyncio.sleep(0.2)
+        mp4_ready = loop.time() - ended_at
+        assert vod_ready < 5.0 and mp4_ready < 15.0, (vod_ready, mp4_ready)  # far inside the 30 s window
+        await wait_state(live, webinar_id, "replay")
+        received: list[bytes] = []
+        async with asyncio.timeout(5):
+            async for message in events:
+                received.append(message)
+                if b"live.ended" in message:
+                    break
+    kinds = [json.loads(m)["type"] for m in received if b'"live.health"' not in m]
+    assert kinds == ["live.started", "live.interrupted", "live.resumed", "live.ended"], kinds
+    assert b"the publisher ended the stream" in received[-1]
 
 
 @pytest.mark.settings(live_max_s=4.0, live_grace_s=30.0)

@@ -20,6 +20,7 @@ class ServerProcess:
     def __init__(self, database_url: str, *, redis_url: str | None = None, port: int | None = None,
                  data_dir: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
+        self.rtmp_port = free_port()
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="webinar-node-"))
         self.env = {**os.environ, "DATABASE_URL": database_url, "WEBINAR_SECRET_KEY": "cluster-secret",
                     "WEBINAR_LOG_JSON": "1", "WEBINAR_ENABLE_SRT": "0", **(env or {})}
@@ -37,7 +38,7 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--rtmp-port", str(free_port()),
+                [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--rtmp-port", str(self.rtmp_port),
                  "--srt-port", str(free_udp_port()), "--data-dir", str(self.data_dir)],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -50,7 +51,7 @@ class ServerProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("server did not become healthy")
+        raise RuntimeError(f"server did not become healthy in {timeout:g} s: {self.log.read_text()[-2000:]}")
 
     async def astart(self) -> None:
         await asyncio.to_thread(self.start)

@@ -64,3 +64,15 @@ def test_logs_redact_tokens_and_keys() -> None:
     plain = logging.LogRecord("x", logging.INFO, "", 0, "nothing secret here", None, None)
     RedactSecrets().filter(plain)
     assert plain.getMessage() == "nothing secret here"
+
+
+def test_websocket_keepalive_and_gc_settings() -> None:
+    s = Settings.from_env({"WEBINAR_WS_PING_INTERVAL_S": "0", "WEBINAR_WS_PING_TIMEOUT_S": "45",
+                           "WEBINAR_GC_THRESHOLDS": "10000,10,50"})
+    assert (s.ws_ping_interval_s, s.ws_ping_timeout_s, s.gc_thresholds) == (0.0, 45.0, (10000, 10, 50))
+    for env, message in [({"WEBINAR_GC_THRESHOLDS": "1,2"}, "WEBINAR_GC_THRESHOLDS"),
+                         ({"WEBINAR_GC_THRESHOLDS": "a,b,c"}, "WEBINAR_GC_THRESHOLDS"),
+                         ({"WEBINAR_GC_THRESHOLDS": "0,10,10"}, "WEBINAR_GC_THRESHOLDS"),
+                         ({"WEBINAR_WS_PING_TIMEOUT_S": "0"}, "WEBINAR_WS_PING_TIMEOUT_S")]:
+        with pytest.raises(SettingsError, match=message):
+            Settings.from_env(env)

@@ -185,7 +185,7 @@ def test_full_publish_conversation() -> None:
     assert video[0].keyframe
 
     events = client.send(command("FCUnpublish", 6, None, "good"))
-    assert events == [PublishEnded(1, "FCUnpublish")]
+    assert events == [PublishEnded(1, "FCUnpublish", clean=True)]
     assert commands(client.drain())[0][0] == "onFCUnpublish"
     assert client.send(command("deleteStream", 7, None, 1.0)) == []
     assert client.conn.receive_eof() == [ConnectionClosed("connection closed by the publisher")]
@@ -218,7 +218,7 @@ def test_eof_while_publishing_ends_the_publish() -> None:
 
 def test_delete_stream_ends_the_publish() -> None:
     client = publishing_client()
-    assert client.send(command("deleteStream", 0, None, 1.0)) == [PublishEnded(1, "deleteStream")]
+    assert client.send(command("deleteStream", 0, None, 1.0)) == [PublishEnded(1, "deleteStream", clean=True)]
     assert not client.conn.publishing
 
 

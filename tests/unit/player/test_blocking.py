@@ -178,3 +178,21 @@ async def test_bad_numbers_come_from_the_playlist() -> None:
 def test_bad_bound(bound: object) -> None:
     with pytest.raises(ValueError):
         PlaylistWaiter(new_playlist(), max_waiters=bound)  # type: ignore[arg-type]
+
+
+async def test_requests_asking_to_go_first_are_woken_first() -> None:
+    playlist = new_playlist()
+    waiter = PlaylistWaiter(playlist)
+    order: list[str] = []
+
+    async def wait(name: str, first: bool) -> None:
+        assert await waiter.wait_for(0, 0, LONG, first=first)
+        order.append(name)
+
+    tasks = [asyncio.create_task(wait(f"playlist{i}", False)) for i in range(3)]
+    tasks += [asyncio.create_task(wait(f"part{i}", True)) for i in range(3)]  # arrive later
+    await settle()
+    playlist.add_part(0.5, independent=True)
+    waiter.notify()
+    await asyncio.gather(*tasks)
+    assert order == ["part0", "part1", "part2", "playlist0", "playlist1", "playlist2"]

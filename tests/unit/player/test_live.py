@@ -82,3 +82,22 @@ async def test_state_failure_refuses_the_source(tmp_path: Path) -> None:
     result = await lm.open_source(uuid.uuid4())
     assert isinstance(result, str) and "cannot go live" in result
     assert lm.live_ids() == []
+
+
+async def test_clean_end_ends_at_once_a_drop_waits_for_the_grace_window(tmp_path: Path) -> None:
+    rec = Recorder()
+    lm = manager(tmp_path, rec, grace_s=30, max_live_s=60)
+    dropped, clean = uuid.uuid4(), uuid.uuid4()
+    for wid in (dropped, clean):
+        sink = await lm.open_source(wid)
+        assert not isinstance(sink, str)
+        sink.on_end(clean=wid == clean)
+    assert lm.publication(clean) is None, "a clean end leaves the running lives at once"
+    assert await lm.open_source(clean) == "the live of this webinar is ending"
+    await asyncio.sleep(0.2)
+    assert (clean, "replay") in rec.states and clean in rec.ended
+    assert {"type": "live.ended", "reason": "the publisher ended the stream"} in rec.events
+    assert lm.publication(dropped) is not None and not lm.is_on_air(dropped), "a drop waits (30 s)"
+    assert (dropped, "ended") not in rec.states
+    assert [e["type"] for e in rec.events].count("live.interrupted") == 1
+    await lm.close()
