@@ -9,12 +9,9 @@ the camera the solid green of test_webcam_room.py."""
 from __future__ import annotations
 
 import asyncio
-import fractions
 import time
 from typing import Any
 
-import av
-import numpy as np
 import pytest
 
 from rooms.webcam.compositor import Rect, layout_regions
@@ -35,6 +32,7 @@ from tests.integration.test_webcam_room import (
     webcam_world,
 )
 from tests.support.browser import Chromium, chromium_available
+from tests.support.webrtc import solid_video_track
 
 pytestmark = [pytest.mark.integration]
 
@@ -42,34 +40,10 @@ SCREEN_YUV = (41, 240, 110)
 """Y, U, V of the fake screen (blue)."""
 
 
-class _SolidScreen:
-    """An aiortc video track of one colour at 10 fps while ``sharing`` is set; then silent (a
-    stopped share: the browser sends no more pictures on that section)."""
-
-    def __new__(cls) -> Any:
-        from aiortc import MediaStreamTrack
-
-        class Track(MediaStreamTrack):
-            kind = "video"
-
-            def __init__(self) -> None:
-                super().__init__()
-                self.index = 0
-                self.sharing = asyncio.Event()
-                self.sharing.set()
-
-            async def recv(self) -> av.VideoFrame:
-                await asyncio.sleep(0.1)
-                await self.sharing.wait()
-                y, u, v = SCREEN_YUV
-                packed = np.concatenate((np.full(1280 * 720, y, np.uint8), np.full(640 * 360, u, np.uint8),
-                                         np.full(640 * 360, v, np.uint8))).reshape(-1, 1280)
-                frame = av.VideoFrame.from_ndarray(packed, format="yuv420p")
-                frame.pts, frame.time_base = self.index * 9000, fractions.Fraction(1, 90_000)
-                self.index += 1
-                return frame
-
-        return Track()
+def _SolidScreen() -> Any:  # noqa: N802
+    """An aiortc video track of one colour at 10 fps, 1280x720, while ``sharing`` is set; then
+    silent (a stopped share: the browser sends no more pictures on that section)."""
+    return solid_video_track(SCREEN_YUV, 1280, 720, 10)
 
 
 async def test_shared_screen_fills_the_program_until_it_stops(live: LiveServer) -> None:
