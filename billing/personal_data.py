@@ -363,15 +363,16 @@ def _affected(status: str) -> int:
     return int(status.split()[-1])
 
 
-def _strings(value: Any) -> Iterable[str]:
+def strings_in(value: Any) -> Iterable[str]:
+    """Every string inside a decoded JSON value (dicts' values and lists, recursively)."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
         for v in value.values():
-            yield from _strings(v)
+            yield from strings_in(v)
     elif isinstance(value, list):
         for v in value:
-            yield from _strings(v)
+            yield from strings_in(v)
 
 
 def event_is_about(kind: str, audience: str, data: Any, *, participant_ids: set[str], question_ids: set[int],
@@ -380,7 +381,7 @@ def event_is_about(kind: str, audience: str, data: Any, *, participant_ids: set[
     them, naming one of them by id, or about one of their questions, ratings or help requests."""
     if audience.startswith("p:") and audience[2:] in participant_ids:
         return True
-    if any(s in participant_ids for s in _strings(data)):
+    if any(s in participant_ids for s in strings_in(data)):
         return True
     if not isinstance(data, dict):
         return False

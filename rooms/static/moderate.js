@@ -5,7 +5,7 @@
 
 import {RoomClient, exposeForTests, readTexts, translator} from "./room-client.js";
 import {RoomModel} from "./room-model.js";
-import {chatLine, errorText, followMaintenance, renderResults, starsShown} from "./panel.js";
+import {chatLine, errorText, followMaintenance, renderResults, showConnection, starsShown} from "./panel.js";
 import {clock, el, setChildren, syncList, uid} from "./dom.js";
 
 const MUTE_MINUTES = 10;
@@ -506,16 +506,7 @@ class ModeratorPanel {
   }
 
   renderConnection(status) {
-    const t = this.t;
-    let text = "";
-    if (status === "refused") text = t("room.mod.refused");
-    else if (status === "connecting" || status === "waiting") {
-      text = this.everConnected ? t("room.status.reconnecting") : t("room.status.connecting");
-    }
-    this.connection.textContent = text;
-    this.connection.hidden = !text;
-    this.connection.classList.toggle("room-error", status === "refused");
-    this.root.dataset.connection = status;
+    showConnection(this, status, this.t("room.mod.refused"));
   }
 
   renderAll() {

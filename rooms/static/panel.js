@@ -18,6 +18,21 @@ const HELP_MIN = 2;
 const HEARTBEAT_MS = 15000;
 const MAX_POSITION_S = 24 * 3600;
 
+/** The connection line of a room page (`view.connection` in `view.root`): `refusedText`
+ *  when refused, "connecting" / "reconnecting" while not connected, hidden otherwise. */
+export function showConnection(view, status, refusedText) {
+  const t = view.t;
+  let text = "";
+  if (status === "refused") text = refusedText;
+  else if (status === "connecting" || status === "waiting") {
+    text = view.everConnected ? t("room.status.reconnecting") : t("room.status.connecting");
+  }
+  view.connection.textContent = text;
+  view.connection.hidden = !text;
+  view.connection.classList.toggle("room-error", status === "refused");
+  view.root.dataset.connection = status;
+}
+
 /** The message to show for a refusal (`room.error.<code>`, else the server's words). */
 export function errorText(t, error) {
   const code = error instanceof RoomError ? error.code : "failed";
@@ -322,18 +337,10 @@ class InteractionPanel {
 
   renderConnection(status) {
     const t = this.t;
-    let text = "";
-    if (status === "refused") {
-      const reason = this.client.refusedReason;
-      text = reason === "banned" ? t("room.refused.banned")
-        : reason === "room_closed" ? t("room.refused.room_closed") : t("room.refused.other");
-    } else if (status === "connecting" || status === "waiting") {
-      text = this.everConnected ? t("room.status.reconnecting") : t("room.status.connecting");
-    }
-    this.connection.textContent = text;
-    this.connection.hidden = !text;
-    this.connection.classList.toggle("room-error", status === "refused");
-    this.root.dataset.connection = status;
+    const reason = this.client.refusedReason;
+    const refused = reason === "banned" ? t("room.refused.banned")
+      : reason === "room_closed" ? t("room.refused.room_closed") : t("room.refused.other");
+    showConnection(this, status, refused);
   }
 
   renderBanner() {

@@ -16,7 +16,6 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,6 +26,7 @@ from server.account_export import (
     export_account,
     unclassified_tables,
 )
+from billing.personal_data import strings_in
 from server.db import Database
 from tests.support.account_data import AccountData, make_media, populate, sha256_tree
 from tests.support.postgres import PostgresForTests
@@ -44,17 +44,6 @@ def tmp() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
 
 
 async def test_export_holds_all_of_one_account_and_nothing_of_the_other(db: Database, pg: PostgresForTests,
@@ -95,7 +84,7 @@ async def test_export_holds_all_of_one_account_and_nothing_of_the_other(db: Data
         for row, csv_row in zip(rows, csv_rows):
             assert set(row) == set(csv_row), table
             assert "password_hash" not in row and "stream_key_hash" not in row and "token_hash" not in row
-            leaked = b_ids & set(_strings(row))
+            leaked = b_ids & set(strings_in(row))
             assert not leaked, f"{table} holds B's {leaked}"
     assert result.rows == total
     for path in (out / "tables").iterdir():  # B's free texts (see tests/support/account_data.py)
