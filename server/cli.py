@@ -82,6 +82,7 @@ def cmd_serve(settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.uvicorn_server import Server
     from server.ws_protocol import uvicorn_options
 
     app = create_app(settings)
@@ -95,7 +96,7 @@ def cmd_serve(settings: Settings) -> int:
         app, host=settings.host, port=settings.port, log_config=None, proxy_headers=True,
         timeout_graceful_shutdown=30, lifespan="on", **uvicorn_options(settings),
     )
-    server = uvicorn.Server(config)
+    server = Server(config)
     server.run()
     return 0 if server.started else 1
 

@@ -186,6 +186,7 @@ class LibSRT:
             "srt_getversion": ([], ctypes.c_uint32),
             "srt_create_socket": ([], c_int),
             "srt_bind": ([c_int, c_void_p, c_int], c_int),
+            "srt_bind_acquire": ([c_int, c_int], c_int),
             "srt_listen": ([c_int, c_int], c_int),
             "srt_accept": ([c_int, c_void_p, int_p], c_int),
             "srt_listen_callback": ([c_int, _LISTEN_CALLBACK, c_void_p], c_int),
@@ -297,6 +298,11 @@ class LibSRT:
     def bind(self, sock: int, host: str, port: int) -> None:
         addr, size = _sockaddr(host, port)
         self._check(self._lib.srt_bind(sock, ctypes.byref(addr), size))
+
+    def bind_acquire(self, sock: int, udp_fd: int) -> None:
+        """``srt_bind_acquire``: bind ``sock`` to an already bound UDP socket, which libsrt
+        then owns (and closes with the last SRT socket on it)."""
+        self._check(self._lib.srt_bind_acquire(sock, udp_fd))
 
     def local_port(self, sock: int) -> int:
         buf = ctypes.create_string_buffer(_SOCKADDR_STORAGE)

@@ -2,7 +2,25 @@
 
 One background thread ("srt-listener") owns the listening socket and every
 accepted connection: it waits in ``srt_epoll_uwait`` (live mode,
-non-blocking sockets), accepts publishers and reads their messages. The
+non-blocking sockets), accepts publishers and reads their messages.
+
+libsrt costs CPU even with nobody connected: its receive thread wakes every
+10 ms, and so does its epoll wait whatever timeout it is given (together
+about 4 ms of CPU per second, most of an idle server's cost). So:
+
+- until the first SRT caller, libsrt does not hold the port: a plain UDP
+  socket does, watched by the asyncio loop (no thread, no timer). The first
+  datagram wakes the listener: libsrt takes over that same socket
+  (``srt_bind_acquire`` of a duplicate descriptor, the datagram still
+  unread in it), so the caller's handshake goes on without a retry or a
+  lost packet. From then on libsrt keeps the port for the life of the
+  listener: handing it back would need libsrt's multiplexer gone, which
+  takes about 5 s after its last socket closes, and callers arriving in
+  that window would be lost. A server whose operators never use SRT pays
+  nothing for it;
+- with no publisher connected, the thread blocks in ``srt_accept`` (a
+  condition variable, no periodic wakeup) instead of the epoll wait;
+  :meth:`SRTListener.close` closes the listening socket to end it. The
 bytes go to the asyncio loop with ``loop.call_soon_threadsafe``; there a
 :class:`~ingest.mpegts.TSDemuxer` per connection turns them into units for
 the :class:`~player.media.MediaSink` that ``authorize`` returned.
@@ -57,8 +75,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ctypes
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -116,12 +137,8 @@ MESSAGES_PER_WAKEUP = 64
 
 POLL_INTERVAL_MS = 100
 """``srt_epoll_uwait`` timeout while publishers are connected: how often the thread
-looks at idle timers and commands."""
-
-IDLE_POLL_INTERVAL_MS = 500
-"""``srt_epoll_uwait`` timeout with no publisher connected (an incoming handshake
-wakes the wait at once): the idle server's CPU cost, and the longest
-:meth:`SRTListener.close` waits for the thread to notice it should stop."""
+looks at idle timers, commands and the stop flag (with none connected it blocks in
+``srt_accept``, see the module docstring)."""
 
 _RECV_BUFFER = 1500
 _DRAIN_POLL_MS = 10
@@ -233,6 +250,7 @@ class SRTListener:
         self._demuxer_factory = demuxer_factory
         self._library = library
         self._backlog = backlog
+        self._udp: socket.socket | None = None
         self.refused_handshakes = 0
         """Connections rejected in the handshake (stream id, precheck, overload)."""
         self._lib: LibSRT | None = None
@@ -256,17 +274,55 @@ class SRTListener:
         return len(self._active)
 
     async def start(self) -> None:
-        """Bind and start the thread. Raises :class:`~ingest.srt.libsrt.SRTUnavailable`
-        when libsrt is missing, :class:`~ingest.srt.libsrt.SRTError` when binding fails."""
-        if self._thread is not None or self._closing:
+        """Bind the UDP port and watch it (libsrt starts with the first caller).
+        Raises :class:`~ingest.srt.libsrt.SRTUnavailable` when libsrt is missing,
+        :class:`OSError` when the port cannot be bound."""
+        if self._udp is not None or self._closing:
             raise RuntimeError("listener already started (or closed: make a new one)")
         self._loop = asyncio.get_running_loop()
         lib = libsrt.load(self._library)
         lib.startup()
         self._lib = lib
-        sock = eid = -1
         try:
             lib.set_log_level(libsrt.LOG_CRIT)
+            self._udp = _bind_udp(self.host, self.port)
+        except BaseException:
+            lib.cleanup()
+            raise
+        self.port = self._udp.getsockname()[1]
+        self._sleep()
+        log.info("SRT listener on %s:%d (libsrt %s; its threads start with the first caller)",
+                 self.host, self.port, lib.version)
+
+    @property
+    def awake(self) -> bool:
+        """True once the first datagram came and libsrt holds the port (see the module docstring)."""
+        return self._thread is not None
+
+    def _sleep(self) -> None:
+        """Loop side: watch the UDP port for the next caller."""
+        assert self._loop is not None and self._udp is not None
+        self._loop.add_reader(self._udp.fileno(), self._wake)
+
+    def _wake(self) -> None:
+        """Loop side: a datagram is waiting (unread) on the port: hand the port to libsrt."""
+        assert self._loop is not None and self._udp is not None and self._lib is not None
+        self._loop.remove_reader(self._udp.fileno())
+        try:
+            self._open_srt(self._udp.fileno())
+        except SRTError as exc:
+            log.error("SRT listener could not start libsrt for a caller: %s", exc)
+            with contextlib.suppress(OSError):  # the datagram would wake us again at once
+                self._udp.recv(65536, socket.MSG_DONTWAIT)
+            self._sleep()
+
+    def _open_srt(self, fd: int) -> None:
+        """Make the libsrt listening socket on a duplicate of ``fd`` and start the thread."""
+        lib = self._lib
+        assert lib is not None
+        sock = eid = -1
+        dup = os.dup(fd)
+        try:
             sock = lib.create_socket()
             lib.set_int(sock, libsrt.SRTO_TRANSTYPE, libsrt.SRTT_LIVE)  # first: it resets the others
             lib.set_int(sock, libsrt.SRTO_LATENCY, self._latency_ms)
@@ -275,9 +331,9 @@ class SRTListener:
                 lib.set_int(sock, libsrt.SRTO_PBKEYLEN, self._pbkeylen)
             lib.set_bool(sock, libsrt.SRTO_RCVSYN, False)
             self._callback = lib.set_listen_callback(sock, self._on_handshake)
-            lib.bind(sock, self.host, self.port)
+            lib.bind_acquire(sock, dup)  # libsrt owns ``dup`` from here on
+            dup = -1
             lib.listen(sock, self._backlog)
-            self.port = lib.local_port(sock)
             eid = lib.epoll_create()
             lib.epoll_add(eid, sock, libsrt.SRT_EPOLL_IN | libsrt.SRT_EPOLL_ERR)
         except BaseException:
@@ -285,24 +341,30 @@ class SRTListener:
                 lib.epoll_release(eid)
             if sock >= 0:
                 lib.close(sock)
-            self._callback = None
-            lib.cleanup()
+            if dup >= 0:
+                os.close(dup)
             raise
         self._lsock, self._eid = sock, eid
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="srt-listener", daemon=True)
         self._thread.start()
-        log.info("SRT listener on %s:%d (libsrt %s)", self.host, self.port, lib.version)
 
     async def close(self) -> None:
         """Stop the thread, close all sockets, end every sink once. Idempotent."""
-        thread = self._thread
-        if thread is None:
+        if self._udp is None or self._closing:
             return
         self._closing = True
-        self._stop.set()
-        await asyncio.to_thread(thread.join)
-        self._thread = None
+        assert self._loop is not None
+        self._loop.remove_reader(self._udp.fileno())
+        thread = self._thread
+        if thread is not None:
+            self._stop.set()
+            assert self._lib is not None
+            # wakes a thread blocked in srt_accept; its own close of it later is a no-op
+            self._lib.close(self._lsock)
+            await asyncio.to_thread(thread.join)
+            self._thread = None
+        self._udp.close()
         tasks = [c.task for c in self._active if c.task is not None and not c.task.done()]
         for conn in list(self._active):
             self._finish(conn, "listener closed", request_close=False)
@@ -364,13 +426,11 @@ class SRTListener:
         try:
             while not self._stop.is_set():
                 self._run_commands()
+                if not self._thread_conns and not self._commands:
+                    self._await_caller()
+                    continue
                 draining = [c for c in self._thread_conns.values() if c.drain_until is not None]
-                if draining:
-                    timeout = _DRAIN_POLL_MS
-                elif self._thread_conns or self._commands:
-                    timeout = POLL_INTERVAL_MS
-                else:
-                    timeout = IDLE_POLL_INTERVAL_MS
+                timeout = _DRAIN_POLL_MS if draining else POLL_INTERVAL_MS
                 for sock, flags in lib.epoll_wait(self._eid, events, timeout):
                     if sock == self._lsock:
                         self._accept_all()
@@ -421,15 +481,37 @@ class SRTListener:
         except RuntimeError:  # loop closed: nobody to tell
             pass
 
-    def _accept_all(self) -> None:
+    def _await_caller(self) -> None:
+        """No publisher connected: block in ``srt_accept`` until one is (no periodic
+        wakeup), then take any others already queued without blocking."""
+        lib = self._lib
+        assert lib is not None
+        try:
+            lib.set_bool(self._lsock, libsrt.SRTO_RCVSYN, True)
+        except SRTError:  # closed by close(): the loop's test of _stop ends the thread
+            return
+        try:
+            self._accept_all(block_first=True)
+        finally:
+            with contextlib.suppress(SRTError):
+                lib.set_bool(self._lsock, libsrt.SRTO_RCVSYN, False)
+
+    def _accept_all(self, *, block_first: bool = False) -> None:
+        """Accept every queued caller. ``block_first``: the listening socket is in
+        blocking mode and the first accept waits; it goes back to non-blocking after it."""
         lib = self._lib
         assert lib is not None
         while True:
             try:
                 accepted = lib.accept(self._lsock)
             except SRTError as exc:
-                log.warning("SRT accept failed: %s", exc)
+                if not self._stop.is_set():
+                    log.warning("SRT accept failed: %s", exc)
                 return
+            if block_first:
+                block_first = False
+                with contextlib.suppress(SRTError):  # closed meanwhile: the next accept says so
+                    lib.set_bool(self._lsock, libsrt.SRTO_RCVSYN, False)
             if accepted is None:
                 return
             sock, peer = accepted
@@ -608,3 +690,15 @@ def _end_sink(sink: MediaSink) -> None:
         sink.on_end()
     except Exception:
         log.exception("SRT sink on_end failed")
+
+
+def _bind_udp(host: str, port: int) -> socket.socket:
+    """A UDP socket bound to ``host``:``port`` (an IPv4 or IPv6 address; port 0 picks one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    udp = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        udp.bind((host, port))
+    except BaseException:
+        udp.close()
+        raise
+    return udp

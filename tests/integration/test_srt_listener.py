@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,3 +207,60 @@ async def test_queue_bound_drops_a_publisher_the_loop_cannot_absorb(callers: lis
     finally:
         await listener.close()
     assert gate.sinks[0].units == [] and gate.sinks[0].ended == 1
+
+
+async def test_libsrt_starts_with_the_first_caller(callers: list[Caller], ts_bytes: bytes) -> None:
+    """Until an SRT caller comes, the port is a plain UDP socket watched by the loop (no
+    libsrt thread polling); the first handshake packet hands it to libsrt, and that
+    caller connects. Later callers, accepted or refused, are served
+    by the same libsrt listener, also after a quiet spell with nobody connected."""
+    gate = Gate()
+    listener = SRTListener("127.0.0.1", 0, gate.authorize, precheck=lambda k: None if k != "refused" else "nope")
+    await listener.start()
+    try:
+        assert not listener.awake
+        for round_ in range(2):
+            caller = await connect(callers, listener.port, f"round{round_}")
+            assert listener.awake
+            await asyncio.to_thread(caller.send, ts_bytes)
+            sink = gate.sinks[round_]
+            assert await wait_for(lambda sink=sink: len(sink.video()) >= 29)
+            caller.close()
+            callers.remove(caller)
+            assert await wait_for(lambda sink=sink: sink.ended == 1 and listener.connections == 0)
+        with pytest.raises(SRTError):
+            await connect(callers, listener.port, "refused")
+        assert callers[-1].lib.reject_reason(callers[-1].sock) == 1403
+    finally:
+        await listener.close()
+    assert [s.ended for s in gate.sinks] == [1, 1]
+
+
+async def test_close_while_awake_and_while_asleep() -> None:
+    gate = Gate()
+    for wake in (False, True):
+        listener = SRTListener("127.0.0.1", 0, gate.authorize)
+        await listener.start()
+        port = listener.port
+        if wake:
+            caller = Caller(port, "x")
+            try:
+                await asyncio.to_thread(caller.connect)
+                assert listener.awake
+            finally:
+                caller.close()
+        await listener.close()
+        assert not listener.awake
+        # the port is free again
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for _ in range(40):  # libsrt releases its copy of the socket from its GC thread (about 1 s)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail(f"UDP port {port} still bound after close")
+        finally:
+            probe.close()
