@@ -318,29 +318,30 @@ class ChunkReader:
             whole = self._whole_message(pos, csid, length, extended)
             if whole is not None:  # every chunk of the message is here, none interleaved
                 payload, self._pos = whole
-                stream.timestamp = new_ts
-                stream.delta = new_delta
-                stream.length = length
-                stream.type_id = type_id
-                stream.stream_id = stream_id
-                stream.extended = extended
-                stream.partial = None
-                self._streams[csid] = stream
+                self._commit(csid, stream, new_ts, new_delta, length, type_id, stream_id, extended, None)
                 return Message(type_id, stream_id, new_ts, payload, csid)
         if self._partial_bytes + take > self.max_partial_bytes:
             raise RTMPProtocolError(f"more than {self.max_partial_bytes} bytes of incomplete messages buffered")
         # Commit: the whole chunk is available.
-        stream.timestamp = new_ts
-        stream.delta = new_delta
+        self._commit(csid, stream, new_ts, new_delta, length, type_id, stream_id, extended,
+                     bytearray(buf[pos : pos + take]))
+        self._partial_bytes += take
+        self._pos = pos + take
+        return self._complete_if_done(csid, stream)
+
+    def _commit(
+        self, csid: int, stream: _ChunkStream, timestamp: int, delta: int, length: int, type_id: int,
+        stream_id: int, extended: bool, partial: bytearray | None,
+    ) -> None:
+        """Store the header a chunk of ``csid`` just used (later chunks inherit it)."""
+        stream.timestamp = timestamp
+        stream.delta = delta
         stream.length = length
         stream.type_id = type_id
         stream.stream_id = stream_id
         stream.extended = extended
-        stream.partial = bytearray(buf[pos : pos + take])
-        self._partial_bytes += take
+        stream.partial = partial
         self._streams[csid] = stream
-        self._pos = pos + take
-        return self._complete_if_done(csid, stream)
 
     def _whole_message(self, pos: int, csid: int, length: int, extended: bool) -> tuple[bytes, int] | None:
         """Fast path: the payload of a multi-chunk message whose first chunk's data starts at ``pos``,
