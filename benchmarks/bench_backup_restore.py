@@ -51,6 +51,7 @@ from benchmarks.harness import (
     REPO,
     Bench,
     Row,
+    add_common_options,
     clip,
     command_line,
     log,
@@ -223,11 +224,11 @@ async def run(args: argparse.Namespace, argv: list[str]) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one repetition")
+    add_common_options(parser, quick="one repetition",
+                       write="update this benchmark's row of benchmarks/RESULTS.md", wait_quiet=False, nice=False)
     parser.add_argument("--reps", type=int, default=0, help="repetitions (default 3, quick 1)")
     parser.add_argument("--rows", type=int, default=100_000, help="registrants of the big webinar")
     parser.add_argument("--media-seconds", type=float, default=400.0, help="length of the big webinar's recording")
-    parser.add_argument("--write", action="store_true", help="update this benchmark's row of benchmarks/RESULTS.md")
     argv = sys.argv[1:]
     args = parser.parse_args(argv)
     return asyncio.run(run(args, argv))

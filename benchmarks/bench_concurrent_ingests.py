@@ -56,17 +56,17 @@ from benchmarks.harness import (
     CpuWindow,
     NginxRtmp,
     Publisher,
-    Row,
+    add_common_options,
     clip,
-    command_line,
+    largest_held,
     log,
+    prepare_run,
     print_table,
     probe_bitrate_kbps,
     raise_fd_limit,
+    ramp_figure,
     studio_webinars,
-    set_nice,
-    update_results,
-    wait_quiet,
+    write_metric,
 )
 from benchmarks.llhls_load import ConnectionFailed, connect
 
@@ -242,11 +242,10 @@ async def measure(kind: str, n: int, attempt: int, lives: list[Live], args: argp
             reasons.append(f"{len(errors)} poll errors ({errors[0]})")
         if reasons:
             stalled.append(f"#{live.index}: " + ", ".join(reasons))
-    server_cpu = window.cpu["server"]
-    pubs_cpu = sum(v for k, v in window.cpu.items() if k.startswith("pub"))
-    step = Step(n, stalled, server_cpu / window.wall, server_cpu / window.wall / n, pubs_cpu / window.wall,
-                window.cpu["poller"] / window.wall, window.other_load_cores, worst_excess, min_speed,
-                worst_behind, attempt, window.runq_wait["server"] / window.wall)
+    cores = window.cores
+    pubs_cores = sum(v for k, v in cores.items() if k.startswith("pub"))
+    step = Step(n, stalled, cores["server"], cores["server"] / n, pubs_cores, cores["poller"],
+                window.other_load_cores, worst_excess, min_speed, worst_behind, attempt, window.starved["server"])
     log(f"{kind} N={n} (attempt {attempt}): {'STALL ' + '; '.join(stalled[:3]) if stalled else 'no stall'}; "
         f"server {step.server_cores:.2f} cores ({step.per_stream:.4f}/stream), publishers "
         f"{step.publishers_cores:.2f}, poller {step.poller_cores:.2f}, other load {step.other_cores:.2f}, "
@@ -293,15 +292,7 @@ async def ramp(kind: str, steps: list[int], args: argparse.Namespace, source: Pa
 
 def largest_ok(steps: list[Step]) -> int:
     """Largest N whose last attempt had no stall (attempts stop at the first clean window)."""
-    last: dict[int, Step] = {}
-    for step in steps:
-        last[step.n] = step
-    ok = 0
-    for n in sorted(last):
-        if last[n].stalled:
-            break
-        ok = n
-    return ok
+    return largest_held((s.n, not s.stalled) for s in steps)
 
 
 def show(kind: str, steps: list[Step]) -> None:
@@ -321,8 +312,7 @@ def show(kind: str, steps: list[Step]) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    args.machine_busy_before = await wait_quiet(args.wait_quiet)
-    set_nice(args.nice)
+    await prepare_run(args)
     raise_fd_limit()
     source = clip(CLIP_720P_3M)
     kbps = probe_bitrate_kbps(source)
@@ -358,20 +348,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="steps 10,30 with 10 s windows (about 2 minutes)")
-    parser.add_argument("--write", action="store_true", help=f"update the {METRIC} row of benchmarks/RESULTS.md")
-    parser.add_argument("--steps", help="comma-separated N (default 10,30,50,70,90,110,130,150; quick 10,30)")
+    add_common_options(parser, quick="steps 10,30 with 10 s windows (about 2 minutes)",
+                       write=f"update the {METRIC} row of benchmarks/RESULTS.md",
+                       steps="comma-separated N (default 10,30,50,70,90,110,130,150; quick 10,30)", attempts=True)
     parser.add_argument("--seconds", type=float, help="measured seconds per step (default 20, quick 10)")
-    parser.add_argument("--attempts", type=int, default=2,
-                        help="windows tried at a step before it counts as stalled (default 2: the machine is shared)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after adding publishers (default 5)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
-                        help="first wait up to S seconds for the shared machine to be under 0.5 busy cores")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="niceness for the run and all it starts (e.g. -10 on a shared machine; default 0)")
     args = parser.parse_args(argv)
-    args.steps = sorted({int(x) for x in args.steps.split(",")}) if args.steps else (
-        [10, 30] if args.quick else [10, 30, 50, 70, 90, 110, 130, 150])
+    args.steps = args.steps or ([10, 30] if args.quick else [10, 30, 50, 70, 90, 110, 130, 150])
     args.seconds = args.seconds or (10.0 if args.quick else 20.0)
     result = asyncio.run(run(args))
     if args.write:
@@ -379,9 +362,6 @@ def main(argv: list[str] | None = None) -> int:
         peer: list[Step] = result["peer"]  # type: ignore[assignment]
         n_ours, n_peer = result["n_ours"], result["n_peer"]
         top = max(args.steps)
-
-        def shown(n: int, steps: list[Step]) -> str:
-            return f"≥ {n}" if n == top else str(n)
 
         def cpu_at(n: int, steps: list[Step]) -> str:
             match = [s for s in steps if s.n == n]
@@ -401,16 +381,14 @@ def main(argv: list[str] | None = None) -> int:
             o = [s for s in ours if s.n == common][-1]
             p = [s for s in peer if s.n == common][-1]
             cpu_ratio = f"; CPU at N={common}: {o.server_cores / p.server_cores:.1f}× nginx" if p.server_cores else ""
-        update_results(
-            [Row(
-                METRIC,
-                ours=f"{shown(n_ours, ours)} ({cpu_at(n_ours, ours)})",
-                peer=f"{shown(n_peer, peer)} ({cpu_at(n_peer, peer)})",
-                ratio=f"{ratio}{cpu_ratio}{' ✓' if n_ours >= 30 else ' ✗'}",
-                target="≥ 30",
-                command=command_line(MODULE, argv),
-            )],
-            notes={METRIC: (
+        write_metric(
+            METRIC,
+            ours=f"{ramp_figure(n_ours, top)} ({cpu_at(n_ours, ours)})",
+            peer=f"{ramp_figure(n_peer, top)} ({cpu_at(n_peer, peer)})",
+            ratio=f"{ratio}{cpu_ratio}{' ✓' if n_ours >= 30 else ' ✗'}",
+            target="≥ 30",
+            module=MODULE, argv=argv,
+            note=(
                 f"ramp {args.steps} of 720p30 publishers at {result['kbps']:.0f} kbit/s (`ffmpeg -re -c copy` of one "
                 f"clip), {args.seconds:.0f} s window per step, one server process; a stall = a live's edge "
                 f"more than {STALL_S:g} s behind (ours: PDT + EXTINF + parts from the playlist polled at 1 Hz; nginx: "
@@ -423,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                     + f", waited for a CPU {100 * s.server_starved:.0f} %, ffmpeg {s.publishers_cores:.2f}, "
                     f"other load {s.other_cores:.2f}"
                     for s in ours) + "."
-            )},
+            ),
         )
     return 0
 

@@ -53,17 +53,15 @@ from benchmarks.harness import (
     CpuWindow,
     NginxHttp,
     NginxRtmp,
-    Row,
-    command_line,
+    add_common_options,
     log,
     median,
+    prepare_run,
     print_table,
     process_tree,
-    set_nice,
     spread,
     studio_webinars,
-    update_results,
-    wait_quiet,
+    write_metric,
 )
 from tests.support.browser import launch_chromium
 
@@ -221,7 +219,7 @@ def phase_result(variant: str, players: list[Player], window: CpuWindow) -> dict
         phase[player.name] = (report(player), player)
     # "other load": the machine's busy time minus this benchmark's whole process tree
     phase["other_load"] = max(0.0, (window.machine_busy - window.cpu["all_ours"]) / window.wall)
-    phase["cores"] = {k: v / window.wall for k, v in window.cpu.items()}
+    phase["cores"] = window.cores
     sent, late = window.camera  # type: ignore[attr-defined]
     phase["camera_fps"] = sent / window.wall
     phase["camera_late"] = late
@@ -236,8 +234,7 @@ def phase_result(variant: str, players: list[Player], window: CpuWindow) -> dict
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    args.machine_busy_before = await wait_quiet(args.wait_quiet)
-    set_nice(args.nice)
+    await prepare_run(args)
     results: dict[str, Any] = {"phases": {}}
     async with Bench() as bench, bench.server() as server:
         webinar = (await studio_webinars(server.database_url, 1))[0]
@@ -314,9 +311,9 @@ def print_results(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1 round of 20 s windows after 10 s warm-up (~1.5 min)")
+    add_common_options(parser, quick="1 round of 20 s windows after 10 s warm-up (~1.5 min)",
+                       write=f"update the {METRIC} row of benchmarks/RESULTS.md")
     parser.add_argument("--rounds", type=int, help="rounds of all variants, alternated (default 3, quick 1)")
-    parser.add_argument("--write", action="store_true", help=f"update the {METRIC} row of benchmarks/RESULTS.md")
     parser.add_argument("--seconds", type=float, help="measured seconds per variant and round (default 30, quick 20)")
     parser.add_argument("--warmup", type=float, help="seconds of playback before measuring (default 10)")
     parser.add_argument("--variants", default="default,tuned",
@@ -324,10 +321,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keyframe", type=float, default=2.0, help="encoder keyframe interval in s (default 2)")
     parser.add_argument("--kbps", type=int, default=2500, help="encoder video bit rate (default 2500, OBS's)")
     parser.add_argument("--preset", default="veryfast", help="libx264 preset (default veryfast, OBS's)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
-                        help="first wait up to S seconds for the shared machine to be under 0.5 busy cores")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="niceness for the run and all it starts (e.g. -10 on a shared machine; default 0)")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (20.0 if args.quick else 30.0)
     args.warmup = args.warmup or 10.0
@@ -359,18 +352,16 @@ def write_results(results: dict[str, Any], args: argparse.Namespace, argv: list[
                       f"{t_peer['p95']:.2f} / p99 {t_peer['p99']:.2f} s, {t_peer['stalls']} stalls.")
     late = sum(p["camera_late"] for p in default)
     cores = {k: median([p["cores"][k] for p in default]) for k in ("ours", "encoder", "all_ours")}
-    update_results(
-        [Row(
-            METRIC,
-            ours=(f"{ours['p95']:.2f} s (rounds {ours['p95_spread']}; p50 {ours['p50']:.2f}, p99 {ours['p99']:.2f}; "
-                  "viewer page /w/{id})"),
-            peer=(f"{peer['p95']:.2f} s nginx-rtmp HLS + hls.js defaults (rounds {peer['p95_spread']}; "
-                  f"p50 {peer['p50']:.2f}, p99 {peer['p99']:.2f})"),
-            ratio=f"{ratio:.2f}×{' ✓' if ours['p95'] <= TARGET_S else ' ✗'}",
-            target=f"≤ {TARGET_S:g} s (seed 30–60 s, R-ROOM-6)",
-            command=command_line(MODULE, argv),
-        )],
-        notes={METRIC: (
+    write_metric(
+        METRIC,
+        ours=(f"{ours['p95']:.2f} s (rounds {ours['p95_spread']}; p50 {ours['p50']:.2f}, p99 {ours['p99']:.2f}; "
+              "viewer page /w/{id})"),
+        peer=(f"{peer['p95']:.2f} s nginx-rtmp HLS + hls.js defaults (rounds {peer['p95_spread']}; "
+              f"p50 {peer['p50']:.2f}, p99 {peer['p99']:.2f})"),
+        ratio=f"{ratio:.2f}×{' ✓' if ours['p95'] <= TARGET_S else ' ✗'}",
+        target=f"≤ {TARGET_S:g} s (seed 30–60 s, R-ROOM-6)",
+        module=MODULE, argv=argv,
+        note=(
             "capture wall-clock ms burnt into each 1280x720 30 fps frame as a 64-block barcode (48-bit ms + "
             "CRC-16, benchmarks/g2g.py), one ffmpeg encode (libx264 veryfast -tune zerolatency, CBR "
             f"{args.kbps} kbit/s, keyframe every {args.keyframe:g} s, AAC) published over RTMP to both servers at "
@@ -386,7 +377,7 @@ def write_results(results: dict[str, Any], args: argparse.Namespace, argv: list[
             f"{cores['ours']:.2f}, encoder {cores['encoder']:.2f}, whole benchmark with Chromium "
             f"{cores['all_ours']:.2f}; other load {median([p['other_load'] for p in default]):.2f} cores "
             f"(run at --nice {args.nice})."
-        )},
+        ),
     )
 
 

@@ -36,14 +36,13 @@ from typing import Any
 from benchmarks.harness import (
     Bench,
     CpuWindow,
-    Row,
-    command_line,
+    add_common_options,
     log,
     median,
     percentile,
     print_table,
-    update_results,
     wait_quiet,
+    write_metric,
 )
 from billing.attendance import AttendanceRecorder
 from server.db import Database
@@ -136,7 +135,7 @@ async def run_ours(bench: Bench, dsn: str, viewers: int, warmup: float, window: 
         lags = [f.oldest_beat_age_s for f in flushes]
         return {"beats": sent, "beats_per_s": sent / cpu.wall, "lag_max": max(lags), "lag_p50": median(lags),
                 "flush_p50": median([f.duration_s for f in flushes]), "flush_max": max(f.duration_s for f in flushes),
-                "pg_cores": cpu.cpu["postgres"] / cpu.wall, "ours_cores": cpu.cpu["ours"] / cpu.wall,
+                "pg_cores": cpu.cores["postgres"], "ours_cores": cpu.cores["ours"],
                 "tx_per_s": (tx1 - tx0) / cpu.wall, "rows_per_flush": median([f.sessions for f in flushes]),
                 "other_load": cpu.other_load_cores}
     finally:
@@ -174,8 +173,8 @@ async def run_peer(bench: Bench, dsn: str, viewers: int, warmup: float, window: 
         if tasks:
             await asyncio.wait(tasks, timeout=60)
         return {"beats": sent, "beats_per_s": sent / cpu.wall, "lag_max": max(lags), "lag_p50": median(lags),
-                "lag_p99": percentile(lags, 99), "pg_cores": cpu.cpu["postgres"] / cpu.wall,
-                "ours_cores": cpu.cpu["ours"] / cpu.wall, "tx_per_s": (tx1 - tx0) / cpu.wall,
+                "lag_p99": percentile(lags, 99), "pg_cores": cpu.cores["postgres"],
+                "ours_cores": cpu.cores["ours"], "tx_per_s": (tx1 - tx0) / cpu.wall,
                 "other_load": cpu.other_load_cores}
     finally:
         await db.close()
@@ -194,12 +193,11 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, flo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="30 s window (about 1.5 minutes)")
-    parser.add_argument("--write", action="store_true", help="update this benchmark's row of benchmarks/RESULTS.md")
+    add_common_options(parser, quick="30 s window (about 1.5 minutes)",
+                       write="update this benchmark's row of benchmarks/RESULTS.md", nice=False)
     parser.add_argument("--viewers", type=int, default=10_000)
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument("--window", type=float, help="measurement window in seconds (default 60, quick 30)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S")
     args = parser.parse_args(argv)
     args.window = args.window or (30.0 if args.quick else 60.0)
     ours, peer = asyncio.run(run(args))
@@ -215,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{ours['pg_cores'] / peer['pg_cores']:.2f}")
     if args.write:
         ratio = ours["pg_cores"] / peer["pg_cores"] if peer["pg_cores"] else float("nan")
-        update_results([Row(
+        write_metric(
             "heartbeat_ingest_lag_s_10k",
             ours=f"{ours['lag_max']:.2f} s max (p50 {ours['lag_p50']:.2f}); PostgreSQL {ours['pg_cores']:.3f} cores, "
                  f"{ours['tx_per_s']:.1f} tx/s",
@@ -223,15 +221,17 @@ def main(argv: list[str] | None = None) -> int:
                  f"{peer['pg_cores']:.3f} cores, {peer['tx_per_s']:.0f} tx/s",
             ratio=f"DB CPU {ratio:.2f}× {'✓' if ours['lag_max'] <= 7 else '✗'}",
             target="lag ≤ 7 s (5 s batches), DB CPU < peer",
-            command=command_line(MODULE, argv if argv is not None else []),
-        )], notes={"heartbeat_ingest_lag_s_10k": (
-            f"{args.viewers:,} simulated viewers, one heartbeat each every {BEAT_S:g} s (random phase, "
-            f"{ours['beats_per_s']:.0f} beats/s), {args.window:g} s window after {args.warmup:g} s; recorder in-process "
-            f"against the harness PostgreSQL (no WebSocket: see ws_fanout). Lag = age of the oldest beat a flush "
-            f"made durable, at commit: by design up to the 5 s flush interval plus the flush "
-            f"(p50 {ours['flush_p50'] * 1000:.0f} ms, {ours['rows_per_flush']:.0f} sessions per flush). "
-            f"Our process {ours['ours_cores']:.3f} cores vs {peer['ours_cores']:.3f} for the INSERT loop; "
-            f"other load {ours['other_load']:.2f} / {peer['other_load']:.2f} cores.")})
+            module=MODULE, argv=argv if argv is not None else [],
+            note=(
+                f"{args.viewers:,} simulated viewers, one heartbeat each every {BEAT_S:g} s (random phase, "
+                f"{ours['beats_per_s']:.0f} beats/s), {args.window:g} s window after {args.warmup:g} s; recorder in-process "
+                f"against the harness PostgreSQL (no WebSocket: see ws_fanout). Lag = age of the oldest beat a flush "
+                f"made durable, at commit: by design up to the 5 s flush interval plus the flush "
+                f"(p50 {ours['flush_p50'] * 1000:.0f} ms, {ours['rows_per_flush']:.0f} sessions per flush). "
+                f"Our process {ours['ours_cores']:.3f} cores vs {peer['ours_cores']:.3f} for the INSERT loop; "
+                f"other load {ours['other_load']:.2f} / {peer['other_load']:.2f} cores."
+            ),
+        )
     return 0
 
 

@@ -59,18 +59,18 @@ from benchmarks.harness import (
     CpuWindow,
     NginxHttp,
     Publisher,
-    Row,
+    add_common_options,
     clip,
-    command_line,
+    largest_held,
     log,
     median,
+    prepare_run,
     print_table,
     probe_bitrate_kbps,
     raise_fd_limit,
+    ramp_figure,
     studio_webinars,
-    update_results,
-    set_nice,
-    wait_quiet,
+    write_metric,
 )
 
 METRIC = "llhls_viewers_without_late_part"
@@ -141,8 +141,7 @@ async def run_load(mode: str, viewers: int, args: argparse.Namespace, port: int,
         "p50": max((r["lateness_p50"] for r in results if r["lateness_p50"] is not None), default=None),
         "p99": max((r["lateness_p99"] for r in results if r["lateness_p99"] is not None), default=None),
         "max": max((r["lateness_max"] for r in results if r["lateness_max"] is not None), default=None),
-        "cpu": {k: v / window.wall for k, v in window.cpu.items()}, "other": window.other_load_cores,
-        "starved": {k: v / window.wall for k, v in window.runq_wait.items()},
+        "cpu": window.cores, "other": window.other_load_cores, "starved": window.starved,
         "wall": window.wall, "captured_parts": {}, "captured_playlist": "",
         "part_mean_s": next((r["part_mean_s"] for r in results if r.get("part_mean_s")), None),
         "window_s": seconds, "run_s": w1 + TAIL_S - start_at,
@@ -194,8 +193,7 @@ async def ramp(kind: str, steps: list[int], args: argparse.Namespace, **load: An
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    args.machine_busy_before = await wait_quiet(args.wait_quiet)
-    set_nice(args.nice)
+    await prepare_run(args)
     raise_fd_limit()
     source = clip(CLIP_720P_3M)
     kbps = probe_bitrate_kbps(source)
@@ -253,13 +251,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def largest_ok(results: list[dict[str, Any]]) -> int:
     """Largest K whose last attempt held (attempts stop at the first that holds)."""
-    last = {r["viewers"]: r for r in results}
-    ok = 0
-    for k in sorted(last):
-        if not last[k]["ok"]:
-            break
-        ok = k
-    return ok
+    return largest_held((r["viewers"], r["ok"]) for r in results)
 
 
 def table(kind: str, results: list[dict[str, Any]]) -> None:
@@ -281,21 +273,15 @@ def table(kind: str, results: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="steps 100,500 with 8 s windows (about 2 minutes)")
-    parser.add_argument("--write", action="store_true", help=f"update the {METRIC} row of benchmarks/RESULTS.md")
-    parser.add_argument("--steps", help="comma-separated K (default 100,200,300,400,500,750,1000,1500; quick 100,500)")
+    add_common_options(parser, quick="steps 100,500 with 8 s windows (about 2 minutes)",
+                       write=f"update the {METRIC} row of benchmarks/RESULTS.md",
+                       steps="comma-separated K (default 100,200,300,400,500,750,1000,1500; quick 100,500)",
+                       attempts=True)
     parser.add_argument("--seconds", type=float, help="measured seconds per step (default 15, quick 8)")
     parser.add_argument("--calib", type=float, default=6.0, help="seconds of the lone-viewer baseline (default 6)")
-    parser.add_argument("--attempts", type=int, default=2,
-                        help="windows tried at a step before it counts as failed (default 2: the machine is shared)")
     parser.add_argument("--procs", type=int, default=1, help="load processes (default 1: the machine has 2 cores)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
-                        help="first wait up to S seconds for the shared machine to be under 0.5 busy cores")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="niceness for the run and all it starts (e.g. -10 on a shared machine; default 0)")
     args = parser.parse_args(argv)
-    args.steps = sorted({int(x) for x in args.steps.split(",")}) if args.steps else (
-        [100, 500] if args.quick else [100, 200, 300, 400, 500, 750, 1000, 1500])
+    args.steps = args.steps or ([100, 500] if args.quick else [100, 200, 300, 400, 500, 750, 1000, 1500])
     args.seconds = args.seconds or (8.0 if args.quick else 15.0)
     result = asyncio.run(run(args))
     print(f"\nLL-HLS viewers of one 720p30 live at {result['kbps']:.0f} kbit/s (mean part {result['part_s']:.3f} s, "
@@ -309,7 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nlargest K without a late part: ours {n_ours}, nginx {n_peer} (ramp max {max(args.steps)}); target >= 1000")
     if args.write:
         top = max(args.steps)
-        shown = lambda n: f"≥ {n}" if n == top else str(n)  # noqa: E731
 
         def at(results: list[dict[str, Any]], n: int) -> str:
             match = [r for r in results if r["viewers"] == n]
@@ -333,17 +318,15 @@ def main(argv: list[str] | None = None) -> int:
                     f"(waited {100 * r['loader_starved']:.0f} %), other load {r['other']:.2f} cores. ")
 
         others = [r["other"] for r in result["ours"] + result["peer"]]
-        update_results(
-            [Row(
-                METRIC,
-                ours=f"{shown(n_ours)}{at(result['ours'], n_ours)}",
-                peer=f"{shown(n_peer)}{at(result['peer'], n_peer)}",
-                ratio=(("≤ " if n_peer == top and n_ours < top else "") + f"{n_ours / n_peer:.2f}" if n_peer else "n/a")
-                + (" ✓" if n_ours >= 1000 else " ✗"),
-                target="≥ 1,000",
-                command=command_line(MODULE, argv),
-            )],
-            notes={METRIC: (
+        write_metric(
+            METRIC,
+            ours=f"{ramp_figure(n_ours, top)}{at(result['ours'], n_ours)}",
+            peer=f"{ramp_figure(n_peer, top)}{at(result['peer'], n_peer)}",
+            ratio=(("≤ " if n_peer == top and n_ours < top else "") + f"{n_ours / n_peer:.2f}" if n_peer else "n/a")
+            + (" ✓" if n_ours >= 1000 else " ✗"),
+            target="≥ 1,000",
+            module=MODULE, argv=argv,
+            note=(
                 f"one 720p30 live at {result['kbps']:.0f} kbit/s, parts of {result['part_s']:.3f} s "
                 f"({result['part_kib']:.0f} KiB); K viewers in one load process (raw HTTP/1.1 on uvloop), each "
                 "a blocking `_HLS_msn/_HLS_part/_HLS_skip` playlist request + the preload-hinted part on two "
@@ -355,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 "windows, a failing step retried once. " + failed("Ours:", first_fail) + failed("nginx:", peer_fail)
                 + f"Other load on the machine over the windows: {min(others):.2f}-{max(others):.2f} cores "
                 f"(median {median(others):.2f}) of 2."
-            )},
+            ),
         )
     return 0
 

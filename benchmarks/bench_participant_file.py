@@ -43,6 +43,7 @@ from benchmarks.harness import (
     Bench,
     CpuWindow,
     Row,
+    add_common_options,
     command_line,
     log,
     median,
@@ -303,12 +304,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one repetition of each (about 1.5 minutes)")
-    parser.add_argument("--write", action="store_true", help="update this benchmark's rows of benchmarks/RESULTS.md")
+    add_common_options(parser, quick="one repetition of each (about 1.5 minutes)",
+                       write="update this benchmark's rows of benchmarks/RESULTS.md", nice=False)
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the file (default 100,000)")
     parser.add_argument("--reps", type=int, help="CSV repetitions (default 3, quick 1); XLSX one fewer")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
-                        help="first wait up to S seconds for the machine to be quiet")
     args = parser.parse_args(argv)
     r = asyncio.run(run(args))
     csv100, csv10, x100, x10, peer = r["csv_100k"], r["csv_10k"], r["xlsx_100k"], r["xlsx_10k"], r["copy"]

@@ -42,6 +42,7 @@ from benchmarks.harness import (
     Bench,
     CpuWindow,
     Row,
+    add_common_options,
     command_line,
     log,
     median,
@@ -238,15 +239,11 @@ async def peer_ready(url: str) -> None:
 
 async def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--write", action="store_true")
+    add_common_options(parser, quick="5 s, one repetition",
+                       write="update this benchmark's rows of benchmarks/RESULTS.md")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--nice", type=int, default=0,
-                        help="run the benchmark and everything it starts at this niceness (root: -10)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
-                        help="first wait up to S seconds for the machine to have less than half a core of other work")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.repeat = 5.0, 1

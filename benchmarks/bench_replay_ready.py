@@ -40,17 +40,17 @@ from benchmarks.harness import (
     NginxRtmp,
     Publisher,
     Row,
+    add_common_options,
     clip,
     command_line,
     log,
     median,
+    prepare_run,
     print_table,
     probe_bitrate_kbps,
     spread,
     studio_webinars,
     update_results,
-    set_nice,
-    wait_quiet,
 )
 from server.settings import Settings
 
@@ -107,8 +107,7 @@ async def ffmpeg_remux(folder: Path, out: Path) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    args.machine_busy_before = await wait_quiet(args.wait_quiet)
-    set_nice(args.nice)
+    await prepare_run(args)
     source = clip(CLIP_1080P_6M)
     kbps = probe_bitrate_kbps(source)
     reps = []
@@ -175,16 +174,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 lives of 20 s (about 1.5 minutes)")
-    parser.add_argument("--write", action="store_true", help="update the replay rows of benchmarks/RESULTS.md")
+    add_common_options(parser, quick="2 lives of 20 s (about 1.5 minutes)",
+                       write="update the replay rows of benchmarks/RESULTS.md")
     parser.add_argument("--reps", type=int, help="repetitions (default 3, quick 2)")
     parser.add_argument("--live", type=float, help="live duration in seconds (default 60, quick 20)")
     parser.add_argument("--grace", type=float, default=Settings.live_grace_s,
                         help=f"WEBINAR_LIVE_GRACE_S (default {Settings.live_grace_s:g}, the server's default)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
-                        help="first wait up to S seconds for the shared machine to be under 0.5 busy cores")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="niceness for the run and all it starts (e.g. -10 on a shared machine; default 0)")
     args = parser.parse_args(argv)
     args.reps = args.reps or (2 if args.quick else 3)
     args.live = args.live or (20.0 if args.quick else 60.0)

@@ -26,20 +26,18 @@ from benchmarks.harness import (
     Bench,
     CpuWindow,
     NginxRtmp,
-    Row,
+    add_common_options,
     clip,
-    command_line,
     fmt,
     log,
     median,
+    prepare_run,
     print_table,
     probe_bitrate_kbps,
     publishers,
-    set_nice,
     spread,
     studio_webinars,
-    update_results,
-    wait_quiet,
+    write_metric,
 )
 
 METRIC = "rtmp_ingest_cpu_vs_nginx_rtmp"
@@ -56,8 +54,7 @@ async def wait_replay_done(server: object, webinar_id: object, timeout: float = 
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    args.machine_busy_before = await wait_quiet(args.wait_quiet)
-    set_nice(args.nice)
+    await prepare_run(args)
     source = clip(CLIPS[args.clip])
     kbps = probe_bitrate_kbps(source)
     reps: list[dict[str, float]] = []
@@ -137,18 +134,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 repetitions of 12 s (about 1 minute)")
-    parser.add_argument("--write", action="store_true", help=f"update the {METRIC} row of benchmarks/RESULTS.md")
+    add_common_options(parser, quick="2 repetitions of 12 s (about 1 minute)",
+                       write=f"update the {METRIC} row of benchmarks/RESULTS.md")
     parser.add_argument("--reps", type=int, help="repetitions (default 5, quick 2)")
     parser.add_argument("--seconds", type=float, help="measured seconds per repetition (default 30, quick 12)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring (default 5)")
     parser.add_argument("--clip", choices=sorted(CLIPS), default="1080p",
                         help="test clip (default 1080p 6 Mbit/s; only that one writes the RESULTS row)")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle measurement first (default 5)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
-                        help="first wait up to S seconds for the shared machine to be under 0.5 busy cores")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="niceness for the run and all it starts (e.g. -10 on a shared machine; default 0)")
     args = parser.parse_args(argv)
     args.reps = args.reps or (2 if args.quick else 5)
     args.seconds = args.seconds or (12.0 if args.quick else 30.0)
@@ -157,16 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     summary = asyncio.run(run(args))
     if args.write:
         ratio = summary["ratio"]
-        update_results(
-            [Row(
-                METRIC,
-                ours=f"{fmt(summary['ours_median'])} CPU-s per media s ({summary['ours_spread']})",
-                peer=f"{fmt(summary['nginx_median'])} CPU-s per media s ({summary['nginx_spread']})",
-                ratio=f"{ratio:.2f}× (per rep {summary['ratio_spread']}){' ✗' if ratio > 1.5 else ' ✓'}",
-                target="≤ 1.5×",
-                command=command_line(MODULE, argv),
-            )],
-            notes={METRIC: (
+        write_metric(
+            METRIC,
+            ours=f"{fmt(summary['ours_median'])} CPU-s per media s ({summary['ours_spread']})",
+            peer=f"{fmt(summary['nginx_median'])} CPU-s per media s ({summary['nginx_spread']})",
+            ratio=f"{ratio:.2f}× (per rep {summary['ratio_spread']}){' ✗' if ratio > 1.5 else ' ✓'}",
+            target="≤ 1.5×",
+            module=MODULE, argv=argv,
+            note=(
                 f"1080p30 clip at {summary['kbps']:.0f} kbit/s published with `ffmpeg -re -stream_loop -1 -c copy` "
                 f"to both servers at once, {len(summary['reps'])} repetitions of {args.seconds:.0f} s; CPU = "
                 "utime+stime from /proc (ours: the server process; nginx: master + 1 worker). Ours packages "
@@ -177,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 "benchmarks.rtmp_ingest_replay [--callgrind]`. Idle CPU without a stream: ours "
                 f"{summary['idle_ours']:.4f}, nginx {summary['idle_nginx']:.4f} CPU-s/s; the ratio without it: "
                 f"{summary['net_ratio']:.2f}×. `--clip 360p` / `--clip 720p` measure other bit rates."
-            )},
+            ),
         )
     return 0
 

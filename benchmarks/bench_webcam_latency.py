@@ -39,8 +39,7 @@ from aiortc import (
 )
 
 from benchmarks.harness import (
-    Row,
-    command_line,
+    add_common_options,
     fmt,
     log,
     machine_busy_seconds,
@@ -48,7 +47,7 @@ from benchmarks.harness import (
     percentile,
     print_table,
     set_nice,
-    update_results,
+    write_metric,
 )
 
 MODULE = "benchmarks.bench_webcam_latency"
@@ -209,11 +208,10 @@ async def direct_call(count: int, interval: float) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer flashes")
-    parser.add_argument("--write", action="store_true", help="write the row of benchmarks/RESULTS.md")
+    add_common_options(parser, quick="fewer flashes", write="write the row of benchmarks/RESULTS.md",
+                       wait_quiet=False)
     parser.add_argument("--flashes", type=int, default=0, help="flashes per side (default 30, quick 12)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between flashes")
-    parser.add_argument("--nice", type=int, default=0, help="niceness (root)")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     count = args.flashes or (12 if args.quick else 30)
@@ -232,17 +230,16 @@ def main(argv: list[str] | None = None) -> int:
             ["direct aiortc call", fmt(median(peer)), fmt(percentile(peer, 95)), len(peer)]]
     print_table(["path", "median s", "p95 s", "flashes"], rows)
     if args.write:
-        command = command_line(MODULE, argv)
-        update_results([Row(METRIC, f"{fmt(median(ours))} (p95 {fmt(percentile(ours, 95))})",
-                            f"{fmt(median(peer))} (p95 {fmt(percentile(peer, 95))})",
-                            fmt(median(ours) / median(peer)), "< 0.5 s", command)],
-                       notes={METRIC: (
-                           f"{count} black-to-white flashes of speaker A's aiortc camera (640x360 30 fps, H.264), "
-                           "seen by speaker B's aiortc peer: through a WebcamRoom (A on stage; server decode, "
-                           "compositor, one libx264 program encode) vs a direct aiortc call in the same run; "
-                           "loopback, one process, no browser capture/display; medians (p95 in brackets); "
-                           f"machine busy with {busy_cores:.2f} of 2 cores during the run, this benchmark included "
-                           "(other engineers' test suites were running).")})
+        write_metric(METRIC, ours=f"{fmt(median(ours))} (p95 {fmt(percentile(ours, 95))})",
+                     peer=f"{fmt(median(peer))} (p95 {fmt(percentile(peer, 95))})",
+                     ratio=fmt(median(ours) / median(peer)), target="< 0.5 s", module=MODULE, argv=argv,
+                     note=(
+                         f"{count} black-to-white flashes of speaker A's aiortc camera (640x360 30 fps, H.264), "
+                         "seen by speaker B's aiortc peer: through a WebcamRoom (A on stage; server decode, "
+                         "compositor, one libx264 program encode) vs a direct aiortc call in the same run; "
+                         "loopback, one process, no browser capture/display; medians (p95 in brackets); "
+                         f"machine busy with {busy_cores:.2f} of 2 cores during the run, this benchmark included "
+                         "(other engineers' test suites were running)."))
         log("benchmarks/RESULTS.md updated")
     return 0
 

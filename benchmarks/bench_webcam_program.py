@@ -34,16 +34,16 @@ from typing import Any
 
 from benchmarks.harness import (
     Row,
+    add_common_options,
     command_line,
     fmt,
     log,
     machine_busy_seconds,
     median,
+    prepare_run,
     print_table,
-    set_nice,
     spread,
     update_results,
-    wait_quiet,
 )
 
 MODULE = "benchmarks.bench_webcam_program"
@@ -136,8 +136,7 @@ def timed(command: list[str]) -> dict[str, float]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    args.machine_busy_before = await wait_quiet(args.wait_quiet)
-    set_nice(args.nice)
+    await prepare_run(args)
     ours_cmd = [sys.executable, "-m", MODULE, "--worker", str(args.frames)]
     peer_cmd = ffmpeg_command(args.frames)
     results: dict[str, list[dict[str, float]]] = {"ours": [], "ffmpeg": []}
@@ -163,12 +162,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer pictures and repetitions")
-    parser.add_argument("--write", action="store_true", help="write the rows of benchmarks/RESULTS.md")
+    add_common_options(parser, quick="fewer pictures and repetitions", write="write the rows of benchmarks/RESULTS.md")
     parser.add_argument("--frames", type=int, default=0, help="pictures per repetition (default 600, quick 300)")
     parser.add_argument("--repetitions", type=int, default=0, help="repetitions per side (default 5, quick 3)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, help="wait up to S s for a quiet machine first")
-    parser.add_argument("--nice", type=int, default=0, help="niceness of the benchmark and its children (root)")
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)

@@ -64,6 +64,7 @@ from benchmarks.harness import (
     Bench,
     CpuWindow,
     Row,
+    add_common_options,
     command_line,
     log,
     print_table,
@@ -586,9 +587,11 @@ async def main_async(args: argparse.Namespace, argv: list[str]) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # --wait-quiet here waits for the 1-minute load average (wait_for_quiet), not harness.wait_quiet's sample
+    add_common_options(parser, quick="N = 200 and 1000, short window (under 2 minutes)",
+                       write="update this benchmark's rows of benchmarks/RESULTS.md", wait_quiet=False)
     parser.add_argument("--steps", default="1000,5000,10000", help="viewer counts, comma separated")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="subset of ours_1w,ours_2w,bare")
-    parser.add_argument("--quick", action="store_true", help="N = 200 and 1000, short window (under 2 minutes)")
     parser.add_argument("--window", type=float, default=30.0, help="measurement window, s")
     parser.add_argument("--warmup", type=float, default=5.0, help="chat before the window, s")
     parser.add_argument("--settle", type=float, default=2.0, help="pause after connecting (then RSS is read), s")
@@ -606,11 +609,8 @@ def main() -> int:
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for our server processes (experiments; runs with it are not written)")
     parser.add_argument("--json", default="", help="also write every run's figures to this file")
-    parser.add_argument("--write", action="store_true", help="update this benchmark's rows of benchmarks/RESULTS.md")
     parser.add_argument("--latency-every", type=int, default=4, metavar="K",
                         help="one viewer in K (and every chatter) records each delivery's latency; all count deliveries")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="run everything started at this niceness (e.g. -10 as root: shields the figures from other work)")
     argv = sys.argv[1:]
     args = parser.parse_args(argv)
     if args.quick:

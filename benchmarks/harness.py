@@ -14,14 +14,19 @@
 - CPU accounting from ``/proc/<pid>/stat`` (utime + stime of a process and its
   descendants) and of the whole machine from ``/proc/stat`` (the machine is
   shared: the benchmarks report how busy it was besides our processes).
+- :func:`add_common_options` / :func:`prepare_run`: the options every benchmark
+  shares (``--quick``, ``--write``, ``--steps``, ``--attempts``, ``--wait-quiet``,
+  ``--nice``) with one meaning each, and applying the last two at the start of a run.
 - :func:`update_results`: replace this benchmark's rows of ``RESULTS.md`` by
-  metric name, keeping every other row and the notes.
+  metric name, keeping every other row and the notes; :func:`write_metric` for
+  the usual one row and its note.
 
 Every process started here is stopped by the context manager that started it.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import datetime as dt
@@ -228,6 +233,16 @@ class CpuWindow:
         return self
 
     @property
+    def cores(self) -> dict[str, float]:
+        """CPU of each named process over the window, in cores (CPU seconds per wall second)."""
+        return {name: cpu / self.wall if self.wall else 0.0 for name, cpu in self.cpu.items()}
+
+    @property
+    def starved(self) -> dict[str, float]:
+        """Fraction of the window each named process's main thread was runnable but waiting for a CPU."""
+        return {name: wait / self.wall if self.wall else 0.0 for name, wait in self.runq_wait.items()}
+
+    @property
     def other_load_cores(self) -> float:
         """Cores busy with processes not listed (other work on the shared machine)."""
         return max(0.0, (self.machine_busy - sum(self.cpu.values())) / self.wall) if self.wall else 0.0
@@ -248,6 +263,93 @@ async def wait_quiet(max_wait_s: float, threshold_cores: float = 0.5, sample_s: 
                 + ("" if cores < threshold_cores else f" (waited {max_wait_s:.0f} s for < {threshold_cores})"))
             return cores
         await asyncio.sleep(1.0)
+
+
+# ---------------------------------------------------------------- command line
+
+WAIT_QUIET_HELP = "first wait up to S seconds for the shared machine to be under 0.5 busy cores"
+NICE_HELP = "niceness for the run and all it starts (e.g. -10 on a shared machine; default 0)"
+ATTEMPTS_HELP = "windows tried at a step before it counts as failed (default 2: the machine is shared)"
+
+
+def ramp_steps(text: str) -> list[int]:
+    """``--steps`` as argparse reads it: ``"30,10,30"`` -> ``[10, 30]`` (sorted, each once).
+
+    Anything but comma-separated whole numbers > 0 is an argparse error (a usage message, no traceback).
+    """
+    try:
+        steps = sorted({int(x) for x in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated whole numbers: {text!r}") from None
+    if steps[0] <= 0:
+        raise argparse.ArgumentTypeError(f"steps must be above 0: {text!r}")
+    return steps
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def add_common_options(parser: argparse.ArgumentParser, *, quick: str, write: str, steps: str | None = None,
+                       attempts: bool = False, wait_quiet: bool = True, nice: bool = True) -> None:
+    """Add the options the benchmarks share, each with one meaning (benchmarks/README.md).
+
+    - ``--quick`` (``quick`` = its help: what the short run does) and ``--write`` (``write`` = its
+      help: which rows of RESULTS.md it replaces);
+    - ``--steps`` when ``steps`` (its help: what is counted, the default and quick ramps) is given:
+      parsed by :func:`ramp_steps`, ``None`` when not on the command line;
+    - ``--attempts`` (windows per ramp step, default 2, at least 1) when ``attempts``;
+    - ``--wait-quiet S`` (seconds, default 0) and ``--nice N`` (default 0) unless switched off:
+      :func:`prepare_run` applies them.
+    """
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--write", action="store_true", help=write)
+    if steps is not None:
+        parser.add_argument("--steps", type=ramp_steps, help=steps)
+    if attempts:
+        parser.add_argument("--attempts", type=_positive_int, default=2, help=ATTEMPTS_HELP)
+    if wait_quiet:
+        parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S", help=WAIT_QUIET_HELP)
+    if nice:
+        parser.add_argument("--nice", type=int, default=0, help=NICE_HELP)
+
+
+async def prepare_run(args: argparse.Namespace) -> float:
+    """Apply ``--wait-quiet`` then ``--nice`` (:func:`add_common_options`) before anything is started.
+
+    The cores of other work seen before the run are kept as ``args.machine_busy_before`` and returned.
+    """
+    args.machine_busy_before = await wait_quiet(args.wait_quiet)
+    set_nice(args.nice)
+    return args.machine_busy_before
+
+
+def largest_held(outcomes: Iterable[tuple[int, bool]]) -> int:
+    """Largest step of a ramp that held, every smaller step having held too; 0 if the first did not.
+
+    ``outcomes``: (step, held) per window in the order run; a step counts by its last window (attempts
+    at a step stop at the first that holds).
+    """
+    last: dict[int, bool] = {}
+    for step, held in outcomes:
+        last[step] = held
+    largest = 0
+    for step in sorted(last):
+        if not last[step]:
+            break
+        largest = step
+    return largest
+
+
+def ramp_figure(largest: int, top: int) -> str:
+    """A ramp's figure for RESULTS.md: ``"≥ N"`` when even the largest step tried held."""
+    return f"≥ {largest}" if largest == top else str(largest)
 
 
 # ---------------------------------------------------------------- test media
@@ -860,6 +962,16 @@ def update_results(rows: Sequence[Row], notes: dict[str, str] | None = None, pat
             tmp.replace(path)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_metric(metric: str, *, ours: str, peer: str, ratio: str, target: str, module: str,
+                 argv: Sequence[str], note: str, path: Path = RESULTS) -> None:
+    """Replace one metric's row of RESULTS.md and its note (keyed by the metric name).
+
+    The row's command is this run's (:func:`command_line` of ``module`` and ``argv``, ``--write`` left out).
+    """
+    update_results([Row(metric, ours=ours, peer=peer, ratio=ratio, target=target, command=command_line(module, argv))],
+                   notes={metric: note}, path=path)
 
 
 def command_line(module: str, argv: Sequence[str]) -> str:
