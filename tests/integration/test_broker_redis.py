@@ -1,4 +1,5 @@
-"""RedisBroker against a real redis-server (started by tests.support)."""
+"""RedisBroker against a real redis-server (started by tests.support); the checks it shares with
+the in-process broker are in tests/support/broker_contract.py."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from redis.asyncio import Redis
 
 from server.broker import (
     DEFAULT_PREFIX,
-    MAX_MESSAGE_SIZE,
     BrokerUnavailable,
     MessagesLost,
     RedisBroker,
     Subscription,
 )
+from tests.support import broker_contract
 from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
 
@@ -63,11 +64,7 @@ async def raw_redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
 
 
 async def receive(sub: Subscription, count: int) -> list[bytes]:
-    out = []
-    async with asyncio.timeout(WAIT):
-        for _ in range(count):
-            out.append(await anext(sub))
-    return out
+    return await broker_contract.receive(sub, count, WAIT)
 
 
 async def wait_until(predicate: Callable[[], bool]) -> None:
@@ -101,12 +98,7 @@ async def test_two_nodes_see_each_others_messages(redis_server: RedisServer, mak
 async def test_order_is_kept_across_nodes(redis_server: RedisServer, make_broker: MakeBroker) -> None:
     node_a = await make_broker(redis_server.url)
     node_b = await make_broker(redis_server.url)
-    async with node_b.subscribe("room:order") as sub:
-        sent = [f"event-{i}".encode() for i in range(300)]
-        for m in sent:
-            await node_a.publish("room:order", m)
-        assert await receive(sub, len(sent)) == sent
-        assert sub.drops == 0
+    await broker_contract.check_order_kept(node_a, node_b, "room:order", 300, WAIT)
 
 
 async def test_many_channels_stay_isolated(redis_server: RedisServer, make_broker: MakeBroker) -> None:
@@ -173,60 +165,20 @@ async def test_slow_subscriber_drops_without_blocking_publisher(
 ) -> None:
     publisher = await make_broker(redis_server.url)
     node = await make_broker(redis_server.url)
-    async with node.subscribe("room:slow", max_queue=2) as slow, node.subscribe("room:slow") as witness:
-        sent = [f"m{i}".encode() for i in range(50)]
-        async with asyncio.timeout(WAIT):  # nobody reads `slow`
-            for m in sent:
-                await publisher.publish("room:slow", m)
-        # The reader dispatches each message to both subscriptions at once:
-        # once the witness has everything, the slow one has seen it too.
-        assert await receive(witness, len(sent)) == sent
-        assert slow.drops == 48 and slow.qsize() == 2
-        assert await receive(slow, 2) == sent[:2]
-        with pytest.raises(MessagesLost) as lost:
-            await anext(slow)
-        assert lost.value.dropped == 48 and not lost.value.reconnected
+    await broker_contract.check_slow_subscriber_drops(publisher, node, "room:slow", max_queue=2, count=50, wait=WAIT)
 
 
 async def test_message_size_limit(redis_server: RedisServer, make_broker: MakeBroker) -> None:
     node = await make_broker(redis_server.url)
-    async with node.subscribe("room:big") as sub:
-        biggest = bytes(range(256)) * (MAX_MESSAGE_SIZE // 256)
-        assert len(biggest) == MAX_MESSAGE_SIZE
-        await node.publish("room:big", biggest)
-        assert await receive(sub, 1) == [biggest]
-        with pytest.raises(ValueError):
-            await node.publish("room:big", biggest + b"!")
-        await node.publish("room:big", b"small")
-        assert await receive(sub, 1) == [b"small"]
+    await broker_contract.check_message_size_limit(node, "room:big", WAIT)
 
 
 async def test_close_ends_subscriptions_and_unsubscribes(
     redis_server: RedisServer, make_broker: MakeBroker, raw_redis: Redis
 ) -> None:
     node = await make_broker(redis_server.url)
-    sub = node.subscribe("room:close")
-    await sub.__aenter__()
-    got: list[bytes] = []
-
-    async def consume() -> None:
-        async for m in sub:
-            got.append(m)
-
-    task = asyncio.create_task(consume())
-    await node.publish("room:close", b"last")
-    await wait_until(lambda: got == [b"last"])
-    await node.close()
-    async with asyncio.timeout(WAIT):
-        await task
-    assert sub.closed and not node.connected
-    with pytest.raises(BrokerUnavailable):
-        await node.publish("room:close", b"after")
-    with pytest.raises(BrokerUnavailable):
-        async with node.subscribe("room:close"):
-            pass
+    await broker_contract.check_close_ends_subscriptions(node, "room:close", WAIT, wait_for_delivery=True)
     await wait_numsub(raw_redis, "room:close", 0)
-    await node.close()  # idempotent
 
 
 async def test_start_fails_clearly_without_redis() -> None:

@@ -1,4 +1,5 @@
-"""InProcessBroker and the Subscription contract shared by both brokers."""
+"""InProcessBroker and the Subscription contract shared by both brokers (the checks both
+run: tests/support/broker_contract.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from hypothesis import strategies as st
 from server.broker import (
     DEFAULT_MAX_QUEUE,
     MAX_CHANNEL_LENGTH,
-    MAX_MESSAGE_SIZE,
     BrokerUnavailable,
     InProcessBroker,
     MessagesLost,
@@ -20,6 +20,7 @@ from server.broker import (
     Subscription,
     create_broker,
 )
+from tests.support import broker_contract
 
 WAIT = 2.0  # seconds: bound of every wait for a message
 
@@ -33,20 +34,11 @@ async def broker() -> AsyncIterator[InProcessBroker]:
 
 
 async def receive(sub: Subscription, count: int) -> list[bytes]:
-    out = []
-    async with asyncio.timeout(WAIT):
-        for _ in range(count):
-            out.append(await anext(sub))
-    return out
+    return await broker_contract.receive(sub, count, WAIT)
 
 
 async def test_order_is_kept_per_channel(broker: InProcessBroker) -> None:
-    async with broker.subscribe("room:1") as sub:
-        sent = [f"m{i}".encode() for i in range(200)]
-        for m in sent:
-            await broker.publish("room:1", m)
-        assert await receive(sub, len(sent)) == sent
-        assert sub.qsize() == 0 and sub.drops == 0
+    await broker_contract.check_order_kept(broker, broker, "room:1", 200, WAIT)
 
 
 async def test_every_subscriber_gets_every_message(broker: InProcessBroker) -> None:
@@ -113,24 +105,7 @@ async def test_async_for_loop_ends_when_subscription_is_closed_elsewhere(broker:
 
 
 async def test_slow_subscriber_drops_and_is_told(broker: InProcessBroker) -> None:
-    async with broker.subscribe("room", max_queue=3) as slow, broker.subscribe("room") as fast:
-        sent = [f"m{i}".encode() for i in range(10)]
-        # Nobody reads `slow`: publishing must still complete at once.
-        async with asyncio.timeout(WAIT):
-            for m in sent:
-                await broker.publish("room", m)
-        assert slow.drops == 7
-        assert slow.qsize() == 3
-        # The fast subscriber is not affected by the slow one.
-        assert await receive(fast, 10) == sent and fast.drops == 0
-        # The slow one gets what fitted, then the hole, then newer messages.
-        assert await receive(slow, 3) == sent[:3]
-        with pytest.raises(MessagesLost) as lost:
-            await anext(slow)
-        assert lost.value.dropped == 7 and not lost.value.reconnected
-        await broker.publish("room", b"later")
-        assert await receive(slow, 1) == [b"later"]
-        assert slow.drops == 7
+    await broker_contract.check_slow_subscriber_drops(broker, broker, "room", max_queue=3, count=10, wait=WAIT)
 
 
 async def test_holes_are_placed_in_stream_order(broker: InProcessBroker) -> None:
@@ -195,15 +170,7 @@ def test_queue_never_exceeds_bound_and_accounts_for_every_message(max_queue: int
 
 
 async def test_message_size_limit(broker: InProcessBroker) -> None:
-    async with broker.subscribe("room") as sub:
-        biggest = b"x" * MAX_MESSAGE_SIZE
-        await broker.publish("room", biggest)
-        assert await receive(sub, 1) == [biggest]
-        with pytest.raises(ValueError):
-            await broker.publish("room", b"x" * (MAX_MESSAGE_SIZE + 1))
-        with pytest.raises(TypeError):
-            await broker.publish("room", "text")  # type: ignore[arg-type]
-        assert sub.qsize() == 0
+    await broker_contract.check_message_size_limit(broker, "room", WAIT)
 
 
 def test_channel_and_queue_arguments_are_checked() -> None:
@@ -241,28 +208,8 @@ async def test_not_started_broker_refuses() -> None:
 async def test_close_ends_subscriptions_and_refuses_more() -> None:
     b = InProcessBroker()
     await b.start()
-    sub = b.subscribe("room")
-    await sub.__aenter__()
-    got: list[bytes] = []
-
-    async def consume() -> None:
-        async for m in sub:
-            got.append(m)
-
-    task = asyncio.create_task(consume())
-    await b.publish("room", b"before-close")
-    await b.close()
-    async with asyncio.timeout(WAIT):
-        await task  # the async-for loop ended
-    assert got == [b"before-close"]
-    assert sub.closed and not b.connected
-    with pytest.raises(BrokerUnavailable):
-        await b.publish("room", b"after")
-    with pytest.raises(BrokerUnavailable):
-        async with b.subscribe("room"):
-            pass
-    await sub.__aexit__(None, None, None)  # leaving after close is harmless
-    await b.close()  # idempotent
+    # close() right after the publish: the message is still delivered before the loop ends
+    await broker_contract.check_close_ends_subscriptions(b, "room", WAIT, wait_for_delivery=False)
 
 
 def test_create_broker_picks_the_implementation() -> None:
