@@ -60,6 +60,14 @@ export function syncList(container, items, keyOf, create, update) {
   });
 }
 
+/** Run `update` (which changes `list`'s children), then keep `list` scrolled to its end if it was
+ * there before (within 40 px): a log the reader follows, unless they scrolled up to read. */
+export function keepAtEnd(list, update) {
+  const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  update();
+  if (atEnd) list.scrollTop = list.scrollHeight;
+}
+
 /** A unique id for label/aria wiring. */
 let counter = 0;
 export function uid(prefix = "room") {

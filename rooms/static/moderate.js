@@ -3,10 +3,12 @@
 // submissions and ratings. Staff connect with their login cookie; the server checks the role.
 // Everything participants wrote is inserted as text, never as HTML.
 
-import {RoomClient, exposeForTests, readTexts, translator} from "./room-client.js";
-import {RoomModel} from "./room-model.js";
-import {chatLine, errorText, followMaintenance, renderResults, showConnection, starsShown} from "./panel.js";
-import {clock, el, setChildren, syncList, uid} from "./dom.js";
+import {RoomClient, readTexts, translator} from "./room-client.js";
+import {PARTS} from "./room-model.js";
+import {
+  chatLine, errorText, renderParts, renderResults, showConnection, starsShown, startRoomView, wireRoomView,
+} from "./panel.js";
+import {clock, el, keepAtEnd, setChildren, syncList, uid} from "./dom.js";
 
 const MUTE_MINUTES = 10;
 const POLL_OPTIONS_MIN = 2;
@@ -53,13 +55,7 @@ class ModeratorPanel {
     this.limitWarning = null;
     this.everConnected = false;
     this.client = new RoomClient({webinarId, scope: "moderate", snapshot: () => this.model.toJSON()});
-    this.model = this.client.restored ? RoomModel.fromJSON(this.client.restored) : new RoomModel();
-    this.build();
-    exposeForTests(this.client);
-    window.webinarRoom.model = this.model;
-    window.webinarRoom.panel = this;
-    this.wire();
-    if (this.client.restored) this.renderAll();
+    startRoomView(this);
     this.ticker = setInterval(() => this.tick(), 1000);
   }
 
@@ -191,39 +187,38 @@ class ModeratorPanel {
   renderChat() {
     const t = this.t;
     const me = this.client.participant?.id;
-    const list = this.chatList;
-    const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    syncList(list, this.model.chat, (m) => m.message_id, (m) => {
-      const author = m.author || {};
-      const name = author.name || "";
-      const actions = el("span", {class: "mod-actions"});
-      actions.append(el("button", {type: "button", class: "mod-delete danger", "aria-label": t("room.mod.delete_of", {name}),
-                                   onclick: () => this.act("chat.delete", {message_id: m.message_id}, this.chatError)},
-                        t("room.mod.delete")));
-      if (author.id && author.id !== me) {
-        actions.append(
-          el("button", {type: "button", class: "mod-mute", "aria-label": t("room.mod.mute_of", {name, minutes: MUTE_MINUTES}),
-                        onclick: () => this.act("participant.mute", {participant_id: author.id, minutes: MUTE_MINUTES}, this.chatError)},
-             t("room.mod.mute", {minutes: MUTE_MINUTES})),
-          el("button", {type: "button", class: "mod-unmute", "aria-label": t("room.mod.unmute_of", {name}),
-                        onclick: () => this.act("participant.mute", {participant_id: author.id, minutes: 0}, this.chatError)},
-             t("room.mod.unmute")),
-          confirmButton(t("room.mod.ban"), t("room.mod.ban_confirm"),
-                        () => this.act("participant.ban", {participant_id: author.id}, this.chatError),
-                        {class: "mod-ban danger", "aria-label": t("room.mod.ban_of", {name})}));
-      }
-      return el("li", {class: "room-message", dataset: {messageId: m.message_id, authorId: author.id || ""}},
-                chatLine(m, t, this.lang), el("span", {class: "mod-flags"}), actions);
-    }, (node, m) => {
-      const id = m.author?.id;
-      const muted = id && this.model.muted[id] && this.model.muted[id].until > Date.now();
-      const banned = id && this.model.banned[id];
-      setChildren(node.querySelector(".mod-flags"),
-                  muted ? el("span", {class: "room-badge mod-muted"}, t("room.mod.muted")) : null,
-                  banned ? el("span", {class: "room-badge mod-banned"}, t("room.mod.banned")) : null);
+    keepAtEnd(this.chatList, () => {
+      syncList(this.chatList, this.model.chat, (m) => m.message_id, (m) => {
+        const author = m.author || {};
+        const name = author.name || "";
+        const actions = el("span", {class: "mod-actions"});
+        actions.append(el("button", {type: "button", class: "mod-delete danger", "aria-label": t("room.mod.delete_of", {name}),
+                                     onclick: () => this.act("chat.delete", {message_id: m.message_id}, this.chatError)},
+                          t("room.mod.delete")));
+        if (author.id && author.id !== me) {
+          actions.append(
+            el("button", {type: "button", class: "mod-mute", "aria-label": t("room.mod.mute_of", {name, minutes: MUTE_MINUTES}),
+                          onclick: () => this.act("participant.mute", {participant_id: author.id, minutes: MUTE_MINUTES}, this.chatError)},
+               t("room.mod.mute", {minutes: MUTE_MINUTES})),
+            el("button", {type: "button", class: "mod-unmute", "aria-label": t("room.mod.unmute_of", {name}),
+                          onclick: () => this.act("participant.mute", {participant_id: author.id, minutes: 0}, this.chatError)},
+               t("room.mod.unmute")),
+            confirmButton(t("room.mod.ban"), t("room.mod.ban_confirm"),
+                          () => this.act("participant.ban", {participant_id: author.id}, this.chatError),
+                          {class: "mod-ban danger", "aria-label": t("room.mod.ban_of", {name})}));
+        }
+        return el("li", {class: "room-message", dataset: {messageId: m.message_id, authorId: author.id || ""}},
+                  chatLine(m, t, this.lang), el("span", {class: "mod-flags"}), actions);
+      }, (node, m) => {
+        const id = m.author?.id;
+        const muted = id && this.model.muted[id] && this.model.muted[id].until > Date.now();
+        const banned = id && this.model.banned[id];
+        setChildren(node.querySelector(".mod-flags"),
+                    muted ? el("span", {class: "room-badge mod-muted"}, t("room.mod.muted")) : null,
+                    banned ? el("span", {class: "room-badge mod-banned"}, t("room.mod.banned")) : null);
+      });
+      this.chatEmpty.hidden = this.model.chat.length > 0;
     });
-    this.chatEmpty.hidden = this.model.chat.length > 0;
-    if (nearBottom) list.scrollTop = list.scrollHeight;
   }
 
   renderSettings() {
@@ -469,17 +464,11 @@ class ModeratorPanel {
   // Wiring -------------------------------------------------------------------------------------
   wire() {
     const c = this.client;
-    c.on("status", (status) => this.renderConnection(status));
-    followMaintenance(c, this.t);
-    c.on("welcome", ({state, resumed}) => {
-      this.everConnected = true;
-      if (!resumed && state) this.model.loadState(state);
-      this.renderAll();
-    });
+    wireRoomView(this);
     c.on("event", (event) => {
       const parts = this.model.apply(event, c.role);
       if (parts.includes("ctas")) parts.push("moderation");
-      this.render(parts);
+      renderParts(this, parts);
     });
     c.on("notice:presence.node", (data) => {
       this.nodes.set(data.node, {count: Number(data.count) || 0, everyS: Number(data.every_s) || 5, at: Date.now()});
@@ -510,20 +499,8 @@ class ModeratorPanel {
   }
 
   renderAll() {
-    this.render(["chat", "qa", "polls", "ctas", "ratings", "moderation", "settings"]);
+    renderParts(this, PARTS);
     this.renderLive();
-  }
-
-  render(parts) {
-    for (const part of new Set(parts)) {
-      if (part === "chat") this.renderChat();
-      else if (part === "qa") this.renderQa();
-      else if (part === "polls") this.renderPolls();
-      else if (part === "ctas") this.renderCtas();
-      else if (part === "ratings") this.renderRatings();
-      else if (part === "moderation") this.renderModeration();
-      else if (part === "settings") this.renderSettings();
-    }
   }
 
   /** Send a moderator command; shows the refusal in `errorNode`; resolves true when acknowledged. */

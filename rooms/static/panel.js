@@ -9,14 +9,61 @@
 // inserted as text, never as HTML.
 
 import {RoomClient, RoomError, ensureToken, exposeForTests, forgetToken, readTexts, translator} from "./room-client.js";
-import {RoomModel} from "./room-model.js";
-import {clock, el, safeUrl, setChildren, syncList, tabList, uid} from "./dom.js";
+import {PARTS, RoomModel} from "./room-model.js";
+import {clock, el, keepAtEnd, safeUrl, setChildren, syncList, tabList, uid} from "./dom.js";
 
 const QUESTION_MIN = 3;
 const HELP_MIN = 2;
 /** How often the viewer page's player state goes to the server (`heartbeat`: attention time, R-ANA-1). */
 const HEARTBEAT_MS = 15000;
 const MAX_POSITION_S = 24 * 3600;
+
+/**
+ * Start a room view (the viewer panel, the moderator page) once its `client` is made: its model
+ * (restored from the client's session snapshot, else empty), its DOM (`view.build()`), the test
+ * hooks (`window.webinarRoom.model` / `.panel`), its events (`view.wire()`, which calls
+ * {@link wireRoomView}); a restored model is drawn at once (`view.renderAll()`).
+ */
+export function startRoomView(view) {
+  const client = view.client;
+  view.model = client.restored ? RoomModel.fromJSON(client.restored) : new RoomModel();
+  view.build();
+  exposeForTests(client);
+  window.webinarRoom.model = view.model;
+  window.webinarRoom.panel = view;
+  view.wire();
+  if (client.restored) view.renderAll();
+}
+
+/**
+ * What every room view does with its client's status, maintenance and welcome: the connection line
+ * (`view.renderConnection(status)`), the page's maintenance notice, and on welcome the snapshot
+ * loaded (unless the session resumed) and everything drawn (`view.renderAll()`), then `onWelcome()`.
+ */
+export function wireRoomView(view, onWelcome = () => {}) {
+  const c = view.client;
+  c.on("status", (status) => view.renderConnection(status));
+  followMaintenance(c, view.t);
+  c.on("welcome", ({state, resumed}) => {
+    view.everConnected = true;
+    if (!resumed && state) view.model.loadState(state);
+    view.renderAll();
+    onWelcome();
+  });
+}
+
+/**
+ * Draw the named parts of a room view, each once, in the order given: part "qa" is
+ * `view.renderQa()`. Only the model's {@link PARTS} count; a part the view does not show (no such
+ * method: "help" on the moderator page, "moderation" on the viewer panel) is skipped.
+ */
+export function renderParts(view, parts) {
+  for (const part of new Set(parts)) {
+    if (!PARTS.includes(part)) continue;
+    const render = view[`render${part[0].toUpperCase()}${part.slice(1)}`];
+    if (typeof render === "function") render.call(view);
+  }
+}
 
 /** The connection line of a room page (`view.connection` in `view.root`): `refusedText`
  *  when refused, "connecting" / "reconnecting" while not connected, hidden otherwise. */
@@ -125,13 +172,7 @@ class InteractionPanel {
     this.everConnected = false;
     this.client = new RoomClient({webinarId, token: staff ? null : token, scope: "panel",
                                   snapshot: () => this.model.toJSON()});
-    this.model = this.client.restored ? RoomModel.fromJSON(this.client.restored) : new RoomModel();
-    this.build();
-    exposeForTests(this.client);
-    window.webinarRoom.model = this.model;
-    window.webinarRoom.panel = this;
-    this.wire();
-    if (this.client.restored) this.renderAll();
+    startRoomView(this);
   }
 
   // Building -----------------------------------------------------------------------------------
@@ -259,18 +300,13 @@ class InteractionPanel {
   // Wiring -------------------------------------------------------------------------------------
   wire() {
     const c = this.client;
-    c.on("status", (status) => this.renderConnection(status));
-    followMaintenance(c, this.t);
-    c.on("welcome", ({state, resumed}) => {
-      this.everConnected = true;
-      if (!resumed && state) this.model.loadState(state);
-      this.renderAll();
+    wireRoomView(this, () => {
       this.flushImpressions();
       this.attachPlayer();
     });
     c.on("event", (event) => {
       const parts = this.model.apply(event, c.role);
-      this.render(parts);
+      renderParts(this, parts);
       if (event.kind === "poll.opened") this.tabs.flag("polls", this.t("room.tab.new"));
       if (event.kind === "chat.message") this.tabs.flag("chat", this.t("room.tab.new"));
       if (event.kind === "help.answer" || event.kind === "help.forwarded") this.tabs.flag("help", this.t("room.tab.new"));
@@ -319,20 +355,8 @@ class InteractionPanel {
 
   // Rendering ----------------------------------------------------------------------------------
   renderAll() {
-    this.render(["chat", "qa", "polls", "ctas", "ratings", "help", "settings"]);
+    renderParts(this, PARTS);
     this.renderBanner();
-  }
-
-  render(parts) {
-    for (const part of new Set(parts)) {
-      if (part === "chat") this.renderChat();
-      else if (part === "qa") this.renderQa();
-      else if (part === "polls") this.renderPolls();
-      else if (part === "ctas") this.renderCtas();
-      else if (part === "ratings") this.renderRatings();
-      else if (part === "help") this.renderHelp();
-      else if (part === "settings") this.renderSettings();
-    }
   }
 
   renderConnection(status) {
@@ -362,13 +386,12 @@ class InteractionPanel {
   }
 
   renderChat() {
-    const list = this.chatList;
-    const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    syncList(list, this.model.chat, (m) => m.message_id,
-             (m) => el("li", {class: "room-message", dataset: {messageId: m.message_id}}, chatLine(m, this.t, this.lang)),
-             () => {});
-    this.chatEmpty.hidden = this.model.chat.length > 0;
-    if (nearBottom) list.scrollTop = list.scrollHeight;
+    keepAtEnd(this.chatList, () => {
+      syncList(this.chatList, this.model.chat, (m) => m.message_id,
+               (m) => el("li", {class: "room-message", dataset: {messageId: m.message_id}}, chatLine(m, this.t, this.lang)),
+               () => {});
+      this.chatEmpty.hidden = this.model.chat.length > 0;
+    });
   }
 
   renderQa() {

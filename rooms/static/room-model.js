@@ -3,6 +3,8 @@
 // moderator panel both render from it. `apply(event)` returns the names of the parts that
 // changed ("chat", "qa", "polls", "ctas", "ratings", "help", "settings", "moderation").
 
+/** Every part name `apply` can return, in the order a whole page is drawn. */
+export const PARTS = Object.freeze(["chat", "qa", "polls", "ctas", "ratings", "help", "moderation", "settings"]);
 export const CHAT_KEEP = 200;
 export const RATINGS_KEEP = 200;
 const SESSION_KEEP = 200;
