@@ -1,5 +1,11 @@
 """The room WebSocket: ``/ws/rooms/{webinar_id}``, one per viewer, speaker or moderator.
 
+The speaker page opens the same socket as ``/ws/speak/{webinar_id}``: a path a proxy can
+pin to the media node, where the webinar's peers and program run (docs/DEPLOYMENT.md,
+"Webcam rooms"). A node that does not run webcam media (setting ``enable_webcam`` off)
+refuses that socket (an ``error`` ``media_node`` with the reason, then close 4403) and,
+on either path, the messages that act on the room's media (:data:`MEDIA_MESSAGES`).
+
 Identity: a viewer passes its join token as ``?token=``; staff come with their
 login cookie (then the ``Origin`` header must be this server's, against
 cross-site WebSocket hijacking). The first message must be ``hello`` within
@@ -41,6 +47,7 @@ from rooms.hub import Client, FrameSink, RoomHub
 from rooms.limits import Limiter
 from rooms.participants import JoinRefused, Participant, create_guest, for_staff, from_token
 from rooms.snapshot import snapshot
+from rooms.webcam.speak import MEDIA_NODE_CODE, media_node_refusal
 from server.metrics import REGISTRY
 from server.sessions import COOKIE as SESSION_COOKIE
 from server.sessions import session_user_id
@@ -51,6 +58,10 @@ from server.ws_protocol import EXTENSION, frame_payloads
 log = logging.getLogger("rooms.ws")
 
 HELLO_TIMEOUT_S = 10.0
+MEDIA_MESSAGES: tuple[type[m.ClientMessage], ...] = (
+    m.RtcOffer, m.RtcIce, m.RtcHangup, m.StageJoin, m.StageLeave, m.StageLayoutSet, m.StageSpotlight,
+    *m.CONTENT_MESSAGES)
+"""Messages that act on a webcam room's peers, program or content shown: taken only where it runs."""
 WS_CONNECTIONS = Gauge("webinar_ws_connections", "Open room WebSockets on this node", registry=REGISTRY)
 WS_MESSAGES = Counter("webinar_ws_messages_total", "Client messages by type and outcome", ["type", "outcome"],
                       registry=REGISTRY)
@@ -189,8 +200,21 @@ async def room_socket(ws: WebSocket) -> None:
         await hub.release(room)
 
 
+async def speak_socket(ws: WebSocket) -> None:
+    """``/ws/speak/{webinar_id}``: :func:`room_socket` for the speaker page, refused on a node
+    without webcam media (the reason in an ``error`` frame, then close 4403 ``media_node``)."""
+    refusal = media_node_refusal(ws.app.state.services.settings)
+    if refusal is None:
+        await room_socket(ws)
+        return
+    await ws.accept()  # accepted first, so the page and the operator can read why
+    await ws.send_text(m.error(MEDIA_NODE_CODE, refusal).decode())
+    await ws.close(code=4403, reason=MEDIA_NODE_CODE)
+
+
 async def _serve(ws: WebSocket, client: Client, limiter: Limiter, ctx: Context, arrivals: deque[float] | None) -> None:
     loop = asyncio.get_running_loop()
+    media_refusal = media_node_refusal(ws.app.state.services.settings)
     while not client.closed:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
@@ -217,6 +241,8 @@ async def _serve(ws: WebSocket, client: Client, limiter: Limiter, ctx: Context, 
                 continue
             if isinstance(msg, m.Hello):
                 raise m.ProtocolError("invalid", "hello was already received", ref)
+            if media_refusal is not None and isinstance(msg, MEDIA_MESSAGES):
+                raise CommandError(MEDIA_NODE_CODE, media_refusal)  # else a second program on this node
             category = CATEGORY.get(type(msg), "moderation")
             if not limiter.allow(category, arrived):
                 raise CommandError("rate_limited", f"too many {category} messages: wait a moment")
@@ -255,5 +281,6 @@ async def join_as_guest(request: Request) -> Response:
 
 routes = [
     WebSocketRoute("/ws/rooms/{webinar_id}", room_socket),
+    WebSocketRoute("/ws/speak/{webinar_id}", speak_socket),
     AppRoute("/w/{webinar_id}/join", join_as_guest, access="public", methods=["POST"]),
 ]

@@ -115,6 +115,12 @@ class Settings:
     """Seconds a worker owns a claimed job; another worker takes it over once the lease expired."""
     enable_rtmp: bool = True
     enable_srt: bool = True
+    enable_webcam: bool = True
+    """``WEBINAR_ENABLE_WEBCAM``: this process takes webcam rooms' speakers (their WebRTC peers, the
+    program's compositor and encode, its LL-HLS, the shared content shown in it, the pre-flight
+    results). ``False`` on every node but the media node of a multi-node deployment: speakers
+    are refused there (:func:`rooms.webcam.speak.media_node_refusal`), so a webinar never
+    gets a second program on another node (docs/DEPLOYMENT.md, "Webcam rooms")."""
     live_grace_s: float = 30.0
     """Seconds a live waits for a dropped publisher to come back before it ends."""
     live_max_s: float = 4 * 3600.0
@@ -186,6 +192,7 @@ class Settings:
             "job_lease_s": _env_float(env, "WEBINAR_JOB_LEASE_S", cls.job_lease_s),
             "enable_rtmp": _env_bool(env, "WEBINAR_ENABLE_RTMP", cls.enable_rtmp),
             "enable_srt": _env_bool(env, "WEBINAR_ENABLE_SRT", cls.enable_srt),
+            "enable_webcam": _env_bool(env, "WEBINAR_ENABLE_WEBCAM", cls.enable_webcam),
             "live_grace_s": _env_float(env, "WEBINAR_LIVE_GRACE_S", cls.live_grace_s),
             "live_max_s": _env_float(env, "WEBINAR_LIVE_MAX_S", cls.live_max_s),
             "ice_servers": env.get("WEBINAR_ICE_SERVERS", cls.ice_servers).strip(),

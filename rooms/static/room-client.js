@@ -53,13 +53,16 @@ export class RoomClient {
    * @param {string} options.webinarId
    * @param {string|null} [options.token] a viewer's join token (none: staff, with the login cookie)
    * @param {string} [options.scope] names the page kind in sessionStorage ("panel", "moderate")
+   * @param {string} [options.socket] the socket's path under /ws/: "rooms", or "speak" for the speaker
+   *   page (the same socket, under a path the proxy pins to the media node: docs/DEPLOYMENT.md)
    * @param {() => any} [options.snapshot] returns the page's model (JSON-able) to keep with the last event id
    */
-  constructor({webinarId, token = null, scope = "panel", snapshot = null, ackTimeoutMs = 10000,
+  constructor({webinarId, token = null, scope = "panel", socket = "rooms", snapshot = null, ackTimeoutMs = 10000,
                pingEveryMs = 25000, pongTimeoutMs = 10000, minBackoffMs = 500, maxBackoffMs = 15000} = {}) {
     this.webinarId = String(webinarId);
     this.token = token || null;
     this.scope = scope;
+    this.socket = socket;
     this.ackTimeoutMs = ackTimeoutMs;
     this.pingEveryMs = pingEveryMs;
     this.pongTimeoutMs = pongTimeoutMs;
@@ -164,7 +167,7 @@ export class RoomClient {
   get url() {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     const query = this.token ? `?token=${encodeURIComponent(this.token)}` : "";
-    return `${scheme}//${window.location.host}/ws/rooms/${encodeURIComponent(this.webinarId)}${query}`;
+    return `${scheme}//${window.location.host}/ws/${this.socket}/${encodeURIComponent(this.webinarId)}${query}`;
   }
 
   /** Connect (and keep connecting until stopped or refused). */

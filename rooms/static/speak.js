@@ -190,7 +190,7 @@ async function join() {
   showError("");
   setStatus("connecting");
   if (!state.client) {
-    const client = new RoomClient({webinarId: config.webinarId, scope: "speak"});
+    const client = new RoomClient({webinarId: config.webinarId, scope: "speak", socket: "speak"});
     state.client = client;
     followMaintenance(client, t);  // the page's maintenance banner follows the switch live
     client.on("welcome", ({participant}) => {
@@ -201,7 +201,11 @@ async function join() {
     client.on("stage.backstage", (event) => { state.backstage = event.data.backstage || []; renderLists(); });
     client.on("welcome", ({state: snapshot}) => { if (snapshot && snapshot.content) applyContent(snapshot.content); });
     client.on("content.changed", (event) => applyContent(event.data));
-    client.on("status", (status) => { if (status === "refused") fail(new Error(status)); });
+    let refusal = null; // the server's reason, sent just before its close 4403 (e.g. media_node: rooms/ws.py)
+    client.on("error", (error) => { refusal = error; });
+    client.on("status", (status) => {
+      if (status === "refused") fail(refusal && refusal.code === client.refusedReason ? refusal : new Error(status));
+    });
     client.start();
   } else {
     connectPeer().catch(fail);

@@ -184,11 +184,14 @@ async def content_service(services: Any) -> AsyncIterator[ContentDirector]:
     director = ContentDirector(services.db, services.settings.media_dir, services.extras)
     services.extras["content"] = director
     services.extras["rooms"].extras["content"] = director
-    restoring = asyncio.create_task(director.restore_running())
+    # Programs run only on the media node (setting enable_webcam): elsewhere there is nothing to
+    # show the stored content in, and its files are not on this node's disk.
+    restoring = asyncio.create_task(director.restore_running()) if services.settings.enable_webcam else None
     try:
         yield director
     finally:
-        restoring.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await restoring
+        if restoring is not None:
+            restoring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await restoring
         director.close()

@@ -11,6 +11,11 @@ speakers (anyone else: 404; viewers have no login and no way in):
 - ``POST /webinars/{id}/content/{item}/delete`` (form with the CSRF token);
 - ``GET  /webinars/{id}/content/{item}/pages/{index}``: a PDF page (PNG) or an image
   of a set, for the speaker and moderator UIs (thumbnails, preview).
+
+The files are kept in the media folder of the node that runs the room's program: on a
+node that does not (setting ``enable_webcam`` off) an upload or a deletion is refused
+with 421 ``media_node`` (:func:`rooms.webcam.speak.media_node_refusal`) instead of
+storing a file the program never sees; the proxy routes these paths to the media node.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from rooms.webcam.content_store import (
     upload_limit,
     webinar_folder,
 )
+from rooms.webcam.speak import media_node_response
 from rooms.webcam.uploads import drain, receive
 from server.errors import NotFound
 from server.i18n import translate
@@ -105,6 +111,11 @@ async def content_upload(request: Request) -> Response:
         raise CSRFError()
     media_dir = svc.settings.media_dir
     chunks = request.stream()
+    refused = media_node_response(svc.settings)
+    if refused is not None:  # stored here, the file would never reach the program on the media node
+        with contextlib.suppress(ClientDisconnect):
+            await drain(chunks)
+        return refused
     declared: int | None = None
     set_id: int | None = None
     try:
@@ -134,6 +145,9 @@ async def content_delete(request: Request) -> Response:
     await read_form(request)
     item_id = int(request.path_params["item_id"])
     svc = services(request)
+    refused = media_node_response(svc.settings)
+    if refused is not None:  # the files and the program showing them are on the media node
+        return refused
     by: dict[str, Any] = {"id": None, "name": user.name or user.email.split("@")[0], "role": "staff"}
     async with svc.db.acquire() as conn, conn.transaction():
         event = await item_deleted(conn, webinar_id, item_id, by)

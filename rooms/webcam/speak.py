@@ -11,6 +11,14 @@ The server also times the upload it receives (first to last body byte) and keeps
 the figure per person: going on stage is refused below :data:`MIN_UPLOAD_MBPS`
 (and without a check in the last :data:`PREFLIGHT_VALID_S`); the page warns below
 :data:`WARN_UPLOAD_MBPS`.
+
+Media node: a webcam room's peers, program and pre-flight results live in the process
+that takes its speakers. With several nodes only the media node does (setting
+``enable_webcam``); the others refuse what would act on the room's media with
+:data:`MEDIA_NODE_CODE` and :func:`media_node_refusal`'s message (the speaker socket
+``/ws/speak/{id}`` in :mod:`rooms.ws`, the pre-flight upload here, content uploads and
+deletions in :mod:`rooms.webcam.content_routes`), and the proxy sends all of them to the
+media node (docs/DEPLOYMENT.md, "Webcam rooms").
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from rooms.pages import STATIC_URL
 from rooms.participants import ROOM_STATES, staff_role
 from server.errors import NotFound
+from server.settings import Settings
 from server.web import CSRF_COOKIE, AppRoute, path_uuid, render, require_user, services
 from server.webinars import Webinar, get_webinar
 
@@ -38,6 +47,29 @@ PREFLIGHT_DEFAULT_BYTES = 2 * 1024 * 1024
 PREFLIGHT_VALID_S = 3600.0
 """Seconds a pre-flight result stays valid for going on stage."""
 _RANDOM_BLOCK = os.urandom(256 * 1024)  # incompressible filler for downloads (a proxy cannot shrink it)
+MEDIA_NODE_CODE = "media_node"
+"""Error code of a refusal on a node that does not run webcam rooms' media."""
+MEDIA_NODE_STATUS = 421
+"""HTTP status of that refusal (Misdirected Request: another server answers this)."""
+
+
+def media_node_refusal(settings: Settings) -> str | None:
+    """Why this node takes no webcam speaker (``enable_webcam`` off), or None."""
+    if settings.enable_webcam:
+        return None
+    node = f" ({settings.node_name})" if settings.node_name else ""
+    return (f"this server{node} does not run webcam rooms (WEBINAR_ENABLE_WEBCAM=0): speakers, their "
+            "connection check and shared content go to the media node. Open the speaker page through the "
+            "site's public address (its proxy routes /ws/speak/, /w/ID/speak and /webinars/ID/content there)")
+
+
+def media_node_response(settings: Settings) -> JSONResponse | None:
+    """The HTTP refusal of :func:`media_node_refusal` (status :data:`MEDIA_NODE_STATUS`), or None."""
+    message = media_node_refusal(settings)
+    if message is None:
+        return None
+    return JSONResponse({"error": MEDIA_NODE_CODE, "message": message}, status_code=MEDIA_NODE_STATUS,
+                        headers={"cache-control": "no-store"})
 
 
 class PreflightResults:
@@ -108,6 +140,9 @@ async def speak_page(request: Request) -> Response:
 async def preflight_upload(request: Request) -> Response:
     """Times the received body; answers ``{"bytes", "seconds", "upload_mbps"}`` and records it."""
     webinar, _, user_id = await _staff_webinar(request)
+    refused = media_node_response(services(request).settings)
+    if refused is not None:  # a result measured here would not be seen by the node running the room
+        return refused
     cookie = request.cookies.get(CSRF_COOKIE)
     if not services(request).signer.csrf_ok(cookie, request.headers.get("x-csrf-token")):
         return JSONResponse({"error": "csrf", "message": "reload the page (missing or stale CSRF token)"},

@@ -8,6 +8,12 @@ requests go through nginx and land on both nodes (``X-Webinar-Node``); chat
 crosses nodes through Redis; node B is stopped mid-live (SIGTERM, or SIGKILL)
 and its viewers reconnect through nginx to node A, resuming from their last
 event id with every acknowledged message and no duplicate.
+
+Webcam rooms (node B runs with ``WEBINAR_ENABLE_WEBCAM=0``): through nginx the
+speaker page, its connection check, its room socket ``/ws/speak/{id}`` and the
+shared content land on node A, and an aiortc speaker goes live there with its
+program's LL-HLS reachable through nginx; node B refuses a speaker who comes to
+it directly with the ``media_node`` reason.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import shutil
 import tempfile
@@ -27,16 +34,22 @@ import asyncpg
 import httpx
 import m3u8
 import pytest
+import websockets
+from websockets.typing import Origin
 
 from benchmarks.harness import _Nginx
 from server.webinars import rotate_stream_key
+from tests.conftest import Browser
 from tests.integration.test_rooms_cluster import guest_token, prepared_room
+from tests.support import content_files as cf
 from tests.support.ffmpeg import publisher
 from tests.support.net import free_port
 from tests.support.postgres import PostgresForTests
 from tests.support.redis_server import RedisServer
 from tests.support.room_client import RoomClient
 from tests.support.server_process import ServerProcess
+from tests.support.webrtc import solid_video_track
+from tests.world import PASSWORD
 
 NGINX_SNIPPET = Path(__file__).resolve().parents[2] / "docs" / "nginx-webinar.conf"
 VIEWERS_PER_NODE = 2
@@ -47,6 +60,10 @@ START_TIMEOUT_S = 180
 """Seconds a node may take to answer /healthz after its start."""
 MAX_MESSAGES = 200
 """Per viewer: bound of the chat loop (it normally stops when its node goes away)."""
+SPEAKER_SOCKETS = 4
+"""Speaker sockets opened through nginx: round robin would put every other one on node B."""
+PROGRAM_TIMEOUT_S = 90
+"""Longest wait for the webcam program's first segments (a loaded 2-core machine encodes it)."""
 
 
 class NginxFront(_Nginx):
@@ -97,7 +114,8 @@ async def cluster(pg: PostgresForTests) -> AsyncIterator[tuple[str, ServerProces
         a = ServerProcess(dsn, redis_url=redis.url, data_dir=root / "node-a",
                           env={"WEBINAR_NODE_NAME": "node-a", "WEBINAR_LIVE_GRACE_S": "2"})
         b = ServerProcess(dsn, redis_url=redis.url, data_dir=root / "node-b",
-                          env={"WEBINAR_NODE_NAME": "node-b", "WEBINAR_ENABLE_RTMP": "0"})
+                          env={"WEBINAR_NODE_NAME": "node-b", "WEBINAR_ENABLE_RTMP": "0", "WEBINAR_ENABLE_SRT": "0",
+                               "WEBINAR_ENABLE_WEBCAM": "0"})
         front = NginxFront(root / "nginx", a.port, b.port)
         try:
             # Generous: on a loaded machine importing the app alone can take most of a minute.
@@ -276,3 +294,141 @@ async def test_two_nodes_behind_nginx(pg: PostgresForTests, stop_mode: str) -> N
                 await fresh.close()
             for client in on_a:
                 await client.close()
+
+
+async def webcam_room(dsn: str) -> tuple[Any, uuid.UUID]:
+    """Account A's webinar as an announced webcam room (its speaker: ``world.a.speaker``)."""
+    world, wid = await prepared_room(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("UPDATE webinars SET room_type = 'webcam' WHERE id = $1", wid)
+    finally:
+        await conn.close()
+    return world, wid
+
+
+async def aiortc_offer() -> Any:
+    """A speaker's browser stand-in: an aiortc peer (H.264 camera, audio) with its offer set."""
+    from aiortc import RTCPeerConnection, RTCRtpSender
+
+    pc = RTCPeerConnection()
+    video = pc.addTransceiver(solid_video_track((145, 54, 34), 640, 360, 30), direction="sendrecv")
+    video.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"])
+    pc.addTransceiver("audio", direction="sendrecv")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc
+
+
+async def refused_speaker_socket(url: str, cookie: str, origin: str) -> tuple[dict[str, Any], int | None, str | None]:
+    """Open a speaker socket that the node refuses: its first frame, close code and reason."""
+    async with websockets.connect(url, additional_headers={"Cookie": cookie}, origin=Origin(origin),
+                                  open_timeout=10) as ws:
+        with contextlib.suppress(websockets.ConnectionClosed):  # the node may have closed already
+            await ws.send(json.dumps({"type": "hello", "v": 1, "last_event_id": 0}))
+        async with asyncio.timeout(10):
+            first = json.loads(await ws.recv())
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+        return first, ws.close_code, ws.close_reason
+
+
+async def test_webcam_speakers_go_to_the_media_node(pg: PostgresForTests, tmp_path: Path) -> None:
+    """docs/DEPLOYMENT.md, "Webcam rooms": what a webcam room's media needs is pinned to node A."""
+    from aiortc import RTCSessionDescription
+
+    async with cluster(pg) as (dsn, _node_a, node_b, front):
+        world, wid = await webcam_room(dsn)
+        email = world.a.speaker.email  # type: ignore[attr-defined]
+        async with Browser(front.url) as http:
+            await http.login(email, PASSWORD)
+            cookie = f"wb_session={http.cookies['wb_session']}"
+            # Pages still go to both nodes: landing on node A below is the routing, not chance.
+            seen = {(await http.get("/healthz")).headers["x-webinar-node"] for _ in range(4)}
+            assert seen == {"node-a", "node-b"}
+            for _ in range(2):
+                page = await http.get(f"/w/{wid}/speak")
+                assert page.status_code == 200 and "speak-config" in page.text
+                assert page.headers["x-webinar-node"] == "node-a", "the speaker page goes to the media node"
+            contents = await http.get(f"/webinars/{wid}/content")
+            assert contents.status_code == 200 and contents.headers["x-webinar-node"] == "node-a"
+
+            # The speaker sockets (what speak.js opens) all land on node A, and are the room's socket.
+            speakers: list[RoomClient] = []
+            pc = await aiortc_offer()
+            try:
+                for _ in range(SPEAKER_SOCKETS):
+                    client = RoomClient(f"ws://127.0.0.1:{front.port}/ws/speak/{wid}", cookie=cookie, origin=front.url)
+                    speakers.append(client)
+                    welcome = await client.connect()
+                    assert welcome["role"] == "speaker"
+                    assert node_of(client) == "node-a", "a speaker socket went to another node than the media node"
+                speaker = speakers[-1]
+                # An aiortc speaker through nginx: offer, connection check, on stage, live; its program's
+                # LL-HLS is reachable through nginx. The check's result is kept by node A, which lets
+                # the speaker on stage: it would be unknown there had the check gone to node B.
+                reply = await speaker.send("rtc.offer", sdp=pc.localDescription.sdp)
+                assert reply["type"] == "ack", reply
+                await pc.setRemoteDescription(RTCSessionDescription(**reply["answer"]))
+                for _ in range(2):
+                    check = await http.post(f"/w/{wid}/speak/preflight", content=os.urandom(512 * 1024),
+                                            headers={"x-csrf-token": http.csrf})
+                    assert check.status_code == 200 and check.headers["x-webinar-node"] == "node-a", check.text
+                joined = await speaker.send("stage.join")
+                assert joined["type"] == "ack", joined
+                program = await wait_segments(http, f"{front.url}/hls/{wid}/index.m3u8", 1, PROGRAM_TIMEOUT_S)
+                assert finished(program)
+                # Shared content: a 3 MB PDF (over the server-wide 2m body limit) is stored on node A,
+                # its pages are served from there, and showing it is a command on the speaker socket.
+                deck = cf.heavy_pdf(tmp_path / "deck.pdf", 3)
+                upload = await http.post(f"/webinars/{wid}/content?name=deck.pdf", content=deck.read_bytes(),
+                                         headers={"x-csrf-token": http.csrf})
+                assert upload.status_code == 201 and upload.headers["x-webinar-node"] == "node-a", upload.text
+                item = upload.json()["item"]
+                for _ in range(2):
+                    picture = await http.get(f"/webinars/{wid}/content/{item['id']}/pages/0")
+                    assert picture.status_code == 200 and picture.headers["x-webinar-node"] == "node-a"
+                shown = await speaker.send("content.show", item_id=item["id"], index=0)
+                assert shown["type"] == "ack" and shown["content"]["item_id"] == item["id"], shown
+                hangup = await speaker.send("rtc.hangup")
+                assert hangup["type"] == "ack", hangup
+            finally:
+                await pc.close()
+                for client in speakers:
+                    await client.close()
+
+        # Node B, asked directly, takes no speaker: a clear reason, not a second program.
+        async with Browser(node_b.url) as direct:
+            await direct.login(email, PASSWORD)
+            cookie_b = f"wb_session={direct.cookies['wb_session']}"
+            first, code, reason = await refused_speaker_socket(
+                f"ws://127.0.0.1:{node_b.port}/ws/speak/{wid}", cookie_b, node_b.url)
+            assert first["type"] == "error" and first["code"] == "media_node", first
+            assert "node-b" in first["message"] and "WEBINAR_ENABLE_WEBCAM=0" in first["message"], first
+            assert (code, reason) == (4403, "media_node")
+            # On the ordinary room socket the speaker is welcome (chat, Q&A...), but nothing that acts on
+            # the room's media is taken there.
+            room = RoomClient(f"ws://127.0.0.1:{node_b.port}/ws/rooms/{wid}", cookie=cookie_b, origin=node_b.url)
+            pc = await aiortc_offer()
+            try:
+                assert (await room.connect())["role"] == "speaker" and node_of(room) == "node-b"
+                for kind, fields in (("rtc.offer", {"sdp": pc.localDescription.sdp}), ("stage.join", {}),
+                                     ("content.clear", {})):
+                    reply = await room.send(kind, **fields)
+                    assert reply["type"] == "error" and reply["code"] == "media_node", (kind, reply)
+                chat = await room.send("chat.send", text="from node B")
+                assert chat["type"] == "ack", chat
+            finally:
+                await pc.close()
+                await room.close()
+            check = await direct.post(f"/w/{wid}/speak/preflight", content=os.urandom(128 * 1024),
+                                      headers={"x-csrf-token": direct.csrf})
+            assert check.status_code == 421 and check.json()["error"] == "media_node", check.text
+            upload = await direct.post(f"/webinars/{wid}/content?name=deck.pdf", content=b"%PDF-1.4 not stored",
+                                       headers={"x-csrf-token": direct.csrf})
+            assert upload.status_code == 421 and upload.json()["error"] == "media_node", upload.text
+        conn = await asyncpg.connect(dsn)
+        try:
+            # Only the upload that went to node A was stored; node B's was refused.
+            assert await conn.fetchval("SELECT count(*) FROM webcam_content WHERE webinar_id = $1", wid) == 1
+        finally:
+            await conn.close()
