@@ -65,6 +65,22 @@ MODULE = "benchmarks.bench_webcam_glass_to_glass"
 METRIC = "webcam_glass_to_glass_p95_s"
 PASSWORD = "bench password 123"
 PLAUSIBLE_S = (0.0, 120.0)
+STALL_CAUSE = (
+    "Was 4.1 s (p50 3.3): hls.js stalled every 30-60 s at a segment boundary and each stall raised its "
+    "live target by 1 s for good. Measured: the packager's parts came on time and regularly (0.267 s "
+    "apart); hls.js 1.7 takes a segment's end as its start + EXTINF and, when its buffer end falls short "
+    "of it, picks the segment just loaded again, moving on only if all its parts are flagged loaded, which "
+    "a back-buffer eviction finishing during a part's append undoes (nothing loads for 2-4 s). The "
+    "webcam program's buffer end fell short at 44% of boundaries (up to -38 ms), the studio's does not: "
+    "(1) pictures on exact 1/30 s times made 0.2666... s parts, written rounded to 10 us, so a 2 s "
+    "segment was announced as 2.00002 s; (2) the AAC audio of an instant reached the packager 20-60 ms "
+    "after its picture, so parts began with audio from before their keyframe and hls.js timed segments "
+    "on the audio. Fix (rooms/webcam/program.py picture_pts, room.py _release_video): pictures on a "
+    "millisecond grid, as RTMP sources are, and each fed once the audio to its end is (+~40 ms); short "
+    "boundaries: 31% with (1) alone, 1 of 75 (by 3e-14 s) with both."
+)
+"""Why the figure moved (benchmarks/RESULTS.md note), measured with hls.js debug logs and the
+page's buffered ranges (see the report of issue #5)."""
 
 
 class BarcodeCamera(MediaStreamTrack):
@@ -220,9 +236,10 @@ def main(argv: list[str] | None = None) -> int:
                            f"(WebRTC, compositor, one libx264 program encode, LL-HLS) -> Chromium viewer page /w/{{id}} "
                            f"(hls.js low-latency) read by benchmarks/g2g_probe.js; {frames} frames in {len(windows)} "
                            f"windows of {args.seconds:.0f} s after {args.warmup:.0f} s of warm-up, median of the "
-                           f"windows' p95 (p95s {', '.join(f'{w.p95:.2f}' for w in windows)} s); no peer process (the seed "
+                           f"windows' p95 (p95s {', '.join(f'{w.p95:.2f}' for w in windows)} s), "
+                           f"{counts.get('stalls', 0)} player stall(s) after the warm-up; no peer process (the seed "
                            f"figure is quoted); machine busy with {busy:.2f} of 2 cores during the window, this "
-                           f"benchmark included.")})
+                           f"benchmark included. {STALL_CAUSE}")})
         log("benchmarks/RESULTS.md updated")
     return 0
 

@@ -16,7 +16,7 @@ both outputs. Keyframe every :data:`KEYFRAME_INTERVAL_S`; :meth:`VideoEncoder.re
 forces one (a new speaker, the live starting).
 
 Timestamps: video ``pts`` in 90 kHz ticks (:data:`player.media.TIMESCALE`) on the
-program clock; audio in samples at 48 kHz, converted to 90 kHz for the packager.
+program clock, on a millisecond grid (:func:`picture_pts`); audio in samples at 48 kHz, converted to 90 kHz for the packager.
 Not thread-safe: each encoder is used by one thread at a time.
 """
 
@@ -47,6 +47,22 @@ AAC_FRAME = 1024
 """Samples per AAC frame."""
 _PARAMETER_SETS = (7, 8, 9)  # SPS, PPS, access unit delimiter
 _VIDEO_TIME_BASE = Fraction(1, TIMESCALE)
+
+
+def picture_pts(index: int, fps: int) -> int:
+    """Program clock time of picture ``index`` at ``fps``: 90 kHz ticks on a whole-millisecond grid
+    (``floor(index * 1000 / fps)`` ms), as an RTMP source's timestamps are.
+
+    Why not the exact ``index * 90000 / fps``: at 30 fps the packager's parts of 8 pictures then last
+    0.26666... s, which the playlist writes rounded to 10 µs (0.26667), so a 2 s segment is announced
+    as 2.00002 s. hls.js takes a segment's end as its start plus the announced duration; its buffer
+    end then stops short of that end, it picks the segment it has just loaded again instead of the
+    next one and, when a back-buffer eviction has cleared a part of it from its tracker, loads
+    nothing for 2-4 s: a stall (measured, see benchmarks/RESULTS.md, webcam_glass_to_glass_p95_s).
+    On the millisecond grid every part and segment duration is exact in the playlist's units (a
+    picture lasts 33 or 34 ms; 30 pictures are 1 s exactly).
+    """
+    return index * 1000 // fps * (TIMESCALE // 1000)
 
 
 @dataclass(frozen=True, slots=True)

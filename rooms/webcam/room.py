@@ -5,7 +5,8 @@ the program at :data:`rooms.webcam.compositor.FPS` (compositor + one libx264
 encode in a worker thread, so the event loop stays free) and mixes audio every
 20 ms. Each encoded picture goes to every connected person (the same packets)
 and, once the live runs, to the LL-HLS packager through the
-:class:`player.live.LiveManager` sink, with the AAC-encoded program mix.
+:class:`player.live.LiveManager` sink, with the AAC-encoded program mix (each picture
+once the audio up to its end has gone, see :meth:`WebcamRoom._release_video`).
 A screen shared by someone in the room (second video track, see
 :mod:`rooms.webcam.peer`) is shown full frame with the speakers as pictures in picture
 (layout ``screen_pip``) while its pictures keep coming, in place of the content slot,
@@ -33,6 +34,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -41,13 +43,19 @@ import av
 import numpy as np
 
 from player.live import SourceClosed
-from player.media import TIMESCALE, MediaSink
+from player.media import TIMESCALE, AccessUnit, MediaSink, TrackConfig
 from rooms.events import append
 from rooms.participants import Participant
 from rooms.webcam.audio_mix import BLOCK_SAMPLES, AudioMixer
 from rooms.webcam.compositor import FPS, HEIGHT, WIDTH, Compositor, Scene, Tile
 from rooms.webcam.peer import SpeakerPeer
-from rooms.webcam.program import AudioEncoder, EncodedPicture, VideoEncoder
+from rooms.webcam.program import (
+    AAC_FRAME,
+    AudioEncoder,
+    EncodedPicture,
+    VideoEncoder,
+    picture_pts,
+)
 from rooms.webcam.sources import SAMPLE_RATE, ContentSlots
 from rooms.webcam.speak import PreflightResults
 from rooms.webcam.stage import Change, Member, Stage
@@ -59,6 +67,11 @@ LIVE_STATES = ("announced", "live")
 """Webinar states in which going on stage starts (or continues) the live."""
 MAX_LATE_FRAMES = 5
 """A program loop this many frames behind real time skips ahead instead of catching up."""
+MAX_HELD_PICTURES = 6
+"""Program pictures (200 ms at 30 fps) the live sink may hold back waiting for the audio of their
+instant (see :meth:`WebcamRoom._release_video`); beyond, the oldest goes without waiting."""
+_FRAME_TICKS = TIMESCALE // FPS
+_AAC_FRAME_TICKS = AAC_FRAME * TIMESCALE // SAMPLE_RATE
 
 
 class WebcamRoom:
@@ -77,6 +90,10 @@ class WebcamRoom:
         """The program's worker thread (compose + encode), while the program runs."""
         self._sink: MediaSink | None = None
         self._sink_video_started = False
+        self._held: deque[TrackConfig | AccessUnit] = deque()
+        """Video configs and access units for the live sink, waiting for the audio of their instant."""
+        self._audio_fed_end: int | None = None
+        """End (90 kHz ticks, program clock) of the audio fed to the live sink so far."""
         self._tasks: list[asyncio.Task[None]] = []
         self._opening = asyncio.Lock()
         self.frames_out = 0
@@ -165,6 +182,8 @@ class WebcamRoom:
             self.live_refused = None
             self._sink = sink
             self._sink_video_started = False
+            self._held.clear()
+            self._audio_fed_end = None
             self._want_keyframe()
             log.info("webinar %s: webcam program on air", self.webinar_id)
 
@@ -177,10 +196,13 @@ class WebcamRoom:
         except SourceClosed:
             log.info("webinar %s: the live ended; the program no longer feeds it", self.webinar_id)
             self._sink = None
+            self._held.clear()
         except Exception:
             log.exception("webinar %s: the packager refused a program unit", self.webinar_id)
 
     def _end_live_source(self) -> None:
+        self._release_video(flush=True)
+        self._held.clear()
         sink, self._sink = self._sink, None
         if sink is not None:
             log.info("webinar %s: the program leaves the air (nobody in the room)", self.webinar_id)
@@ -262,7 +284,7 @@ class WebcamRoom:
                 await asyncio.sleep(delay)
             elif -delay * FPS > MAX_LATE_FRAMES:
                 index = int((time.monotonic() - started) * FPS)
-            pts = index * TIMESCALE // FPS
+            pts = picture_pts(index, FPS)
             try:
                 pictures = await loop.run_in_executor(self._executor, self._render_encode, self._scene(), pts)
             except Exception:
@@ -288,10 +310,43 @@ class WebcamRoom:
             if self._audio is not None:
                 self._feed(lambda s, c: s.on_config(c), self._audio.config)
             self._sink_video_started = True
-        elif config is not None:
-            self._feed(lambda s, c: s.on_config(c), config)
+            if unit is not None:  # the first keyframe opens the live at once
+                self._feed(lambda s, u: s.on_access_unit(u), unit)
+            return
+        if config is not None:
+            self._held.append(config)
         if unit is not None:
-            self._feed(lambda s, u: s.on_access_unit(u), unit)
+            self._held.append(unit)
+        self._release_video()
+
+    def _release_video(self, *, flush: bool = False) -> None:
+        """Feed the held video to the live sink, in order, once the audio fed covers it.
+
+        The packager cuts parts (and hls.js times them) on the video units: a picture
+        of instant ``t`` goes to the sink only after the program audio up to the end of
+        that picture (``t`` + one frame), so every part's audio starts after and ends
+        after its video. The AAC encoder delivers the audio of an instant ~20-60 ms
+        after the picture of that instant is encoded; were the picture fed first, each
+        part would begin with audio from before its keyframe and end short of its video,
+        hls.js would take the audio as its time reference, and at a segment boundary
+        its buffer end would fall inside the segment already loaded (it then loads
+        nothing until that segment's parts leave the playlist: a stall). Costs that
+        ~40 ms of latency. Without audio (``flush``, or more than
+        :data:`MAX_HELD_PICTURES` held) the video goes anyway.
+        """
+        held = self._held
+        while held and self._sink is not None:
+            item = held[0]
+            if isinstance(item, AccessUnit):
+                pictures = sum(1 for h in held if isinstance(h, AccessUnit))
+                covered = self._audio_fed_end is not None and self._audio_fed_end >= item.pts + _FRAME_TICKS
+                if not (flush or covered or pictures > MAX_HELD_PICTURES):
+                    return
+                held.popleft()
+                self._feed(lambda s, u: s.on_access_unit(u), item)
+            else:
+                held.popleft()
+                self._feed(lambda s, c: s.on_config(c), item)
 
     async def _audio_loop(self, started: float) -> None:
         block = 0
@@ -317,6 +372,8 @@ class WebcamRoom:
             if self._sink is not None and self._sink_video_started and self._audio is not None:
                 for unit in self._audio.encode(mix.program, block * BLOCK_SAMPLES):
                     self._feed(lambda s, u: s.on_access_unit(u), unit)
+                    self._audio_fed_end = unit.pts + _AAC_FRAME_TICKS
+                self._release_video()
             block += 1
 
     async def close(self) -> None:
