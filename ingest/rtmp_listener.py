@@ -29,8 +29,8 @@ one clock read per ``data_received``. (``asyncio.timeout`` guards only
 
 Flow control and memory per connection: reading is paused while
 ``authorize`` runs, while our write buffer is above its high-water mark, and
-for ``read_coalesce`` seconds after each read of a live publish (fewer,
-bigger reads: see :data:`READ_COALESCE`);
+after each read of a live publish until the packager's next part is due
+(fewer, bigger reads: see :data:`READ_COALESCE`);
 each read (at most the event loop's read size, 256 KiB) is parsed at once,
 so what is held is bounded by the core's limits (message size, partial
 messages, bytes held while ``authorize`` runs), documented in
@@ -64,7 +64,7 @@ from ingest.rtmp.session import (
     PublishRequested,
     ServerConnection,
 )
-from player.media import MediaSink
+from player.media import MediaSink, PartClock
 
 __all__ = ["DEFAULT_PORT", "Authorize", "RTMPListener", "serve_rtmp"]
 
@@ -87,15 +87,29 @@ WRITE_TIMEOUT: Final = 10.0
 MAX_CONNECTIONS: Final = 256
 """Most simultaneous RTMP connections; more are closed on accept."""
 READ_COALESCE: Final = 0.1
-"""Seconds reading pauses after each read while a publish is live, so that one
-read takes what the publisher wrote meanwhile (about 75 KB at 6 Mbit/s) instead
-of one wakeup per encoder write (about 100/s from ffmpeg): the ingest costs per
-wakeup, not per byte. Adds at most this much to the glass-to-glass latency
-(parts are 0.3 s); 0 reads at once. A read of :data:`COALESCE_MAX_READ` bytes
-or more is not followed by a pause (a high bit rate must not be throttled by
-the socket's receive buffer)."""
-COALESCE_MAX_READ: Final = 128 * 1024
-"""Reads at least this long (bytes) are followed by the next read at once."""
+"""Seconds reading pauses after each read while a publish is live, when the sink
+cannot say when its packager next publishes (see below); 0 turns pausing off (every
+write of the encoder is read at once). Pausing makes one read take what the
+publisher wrote meanwhile instead of one wakeup per encoder write (about 100/s from
+ffmpeg): the ingest costs per wakeup, not per byte.
+
+With a packager that can tell (:class:`player.media.PartClock`, the live's sink),
+the pause instead lasts until the media unit that lets it publish its next part
+should have arrived, plus :data:`PART_READ_SLACK`: about one read per part (0.3 s)
+instead of ten a second, and that part published within the slack of its last
+unit's arrival instead of up to ``READ_COALESCE`` after it. A read of
+:data:`COALESCE_MAX_READ` bytes or more is never followed by a pause (a high bit
+rate, or a publisher catching up, must not be throttled by the socket's receive
+buffer)."""
+PART_READ_SLACK: Final = 0.012
+"""Seconds added to a part-timed pause: an encoder's frame arrives in a few writes."""
+PART_READ_PAUSE: Final = (0.01, 1.0)
+"""Shortest and longest part-timed pause, seconds (a 1 fps source still reads every second)."""
+COALESCE_MAX_READ: Final = 250_000
+"""Reads at least this long (bytes) are followed by the next read at once: just under
+the event loop's read size (uvloop 256,000 bytes, asyncio 256 KiB), so only a read that
+filled it, and may have left more in the socket, counts (a 0.3 s pause at 6 Mbit/s
+reads about 230 KB)."""
 CLOSE_GRACE: Final = 2.0
 """Seconds :meth:`RTMPListener.close` lets pending ``authorize`` calls end before cancelling them."""
 CLOSE_DRAIN_TURNS: Final = 50
@@ -146,6 +160,7 @@ class _Connection(asyncio.Protocol):
         self._authorizing: asyncio.Task[None] | None = None
         self._write_paused_at: float | None = None
         self._coalesce: asyncio.TimerHandle | None = None
+        self._part_clock: PartClock | None = None
         self._reading = True
         self._closed = False  # we closed the transport, or it was lost
         self._lost = False  # connection_lost was called
@@ -189,8 +204,21 @@ class _Connection(asyncio.Protocol):
             and self._coalesce is None
             and len(data) < COALESCE_MAX_READ
         ):
-            self._coalesce = self._loop.call_later(self._listener.read_coalesce, self._end_coalesce)
+            self._coalesce = self._loop.call_later(self._pause_s(), self._end_coalesce)
             self._update_reading()
+
+    def _pause_s(self) -> float:
+        """How long reading pauses after a read of a live publish (see :data:`READ_COALESCE`)."""
+        clock = self._part_clock
+        if clock is not None:
+            try:
+                seconds = clock.seconds_to_next_part()
+            except Exception:  # noqa: BLE001 -- a pause is not worth failing the publish; the sink logs its own errors
+                seconds = None
+            if seconds is not None:
+                low, high = PART_READ_PAUSE
+                return min(max(seconds + PART_READ_SLACK, low), high)
+        return self._listener.read_coalesce
 
     def _end_coalesce(self) -> None:
         self._coalesce = None
@@ -420,6 +448,7 @@ class _Connection(asyncio.Protocol):
             self._publisher.sink = result
             self._publisher.app = event.app
             self._publisher.key = event.stream_key
+            self._part_clock = result if isinstance(result, PartClock) else None
             conn.accept_publish()
             logger.info("RTMP %s: publish accepted app=%s key=%s", peer, event.app, _mask(event.stream_key))
             self._flush()

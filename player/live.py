@@ -122,6 +122,10 @@ class SourceSession:
         if self.transcoder is not None:
             self.transcoder.on_access_unit(unit)
 
+    def seconds_to_next_part(self) -> float | None:
+        """Media seconds until the packager can close its next part (:class:`~player.media.PartClock`)."""
+        return None if self.closed else self._publication.seconds_to_next_part()
+
     def on_end(self, clean: bool = False) -> None:
         if self.ended:
             return

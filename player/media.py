@@ -12,7 +12,7 @@ RTMP/FLV milliseconds are multiplied by 90; MPEG-TS timestamps are already
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 TIMESCALE = 90_000
 """Ticks per second of every ``pts``/``dts`` in this module."""
@@ -76,6 +76,17 @@ class AccessUnit:
     pts: int
     data: bytes
     keyframe: bool
+
+
+@runtime_checkable
+class PartClock(Protocol):
+    """A sink that can tell when its packager will next publish: a source that reads in
+    batches (the RTMP listener) times its next read by it instead of a fixed pause."""
+
+    def seconds_to_next_part(self) -> float | None:
+        """Media seconds from the newest unit fed until the unit that will let the next
+        part be published, or None when unknown."""
+        ...
 
 
 class MediaSink(Protocol):

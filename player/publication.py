@@ -141,6 +141,10 @@ class Publication:
             return
         self._drain()
 
+    def seconds_to_next_part(self) -> float | None:
+        """See :meth:`player.segmenter.Segmenter.seconds_to_next_part`."""
+        return self.segmenter.seconds_to_next_part()
+
     def on_end(self) -> None:
         """The program is over (not a publisher drop: see :mod:`player.live`)."""
         if self.ended:

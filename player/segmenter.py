@@ -319,6 +319,8 @@ class Segmenter:
         self._open: _OpenVideo | None = None
         self._video_floor: int | None = None
         self._interval: int | None = None
+        self._last_keyframe: int | None = None  # decode time
+        self._keyframe_gap: int | None = None  # between the last two keyframes
         # audio (sample counts in the audio timescale)
         self._audio_rate: int | None = None
         self._audio_frame = 1024
@@ -488,6 +490,28 @@ class Segmenter:
             raise SegmenterError(str(exc)) from None
         self._queue.append(InitSegment(data, self._generation, tracks, codecs))
 
+    def seconds_to_next_part(self) -> float | None:
+        """Media seconds from the newest video unit fed to the one whose arrival will close
+        the open part: the part's length limit, or the keyframe that starts the next
+        segment (expected one keyframe interval after the last, as encoders keep a fixed
+        GOP), assuming the frame interval stays what it was. None before the first video
+        interval is known, or when audio leads. A source reading in batches can wait
+        about this long without delaying a part (:mod:`ingest.rtmp_listener`); a GOP
+        that changes makes one part wait at most one part's length more."""
+        opened, part, interval = self._open, self._part, self._interval
+        if opened is None or part.start is None or not interval or not self._video_leads:
+            return None
+        # the unit decoded at D closes the part when D - start + interval > limit
+        bound = part.start + self._part_limit_video - interval
+        segment, gap, last_key = self._segment, self._keyframe_gap, self._last_keyframe
+        if segment is not None and gap is not None and last_key is not None:
+            # the first keyframe at or after segment.start + min starts a segment
+            due = segment.start + self._segment_min_video
+            keyframe = last_key + max(1, -(-(due - last_key) // gap)) * gap
+            bound = min(bound, keyframe - 1)
+        frames = max(1, (bound - opened.decode) // interval + 1)
+        return frames * interval / TIMESCALE
+
     @property
     def _video_leads(self) -> bool:
         return self._tracks is not None and any(t.kind == "video" for t in self._tracks)
@@ -580,6 +604,10 @@ class Segmenter:
             self._finish_segment()
             self._begin_segment(decode, Fraction(pts, TIMESCALE))
         self._await_keyframe = False
+        if unit.keyframe:
+            if self._last_keyframe is not None and decode > self._last_keyframe:
+                self._keyframe_gap = decode - self._last_keyframe
+            self._last_keyframe = decode
         self._open = _OpenVideo(unit.data, decode, pts, unit.keyframe)
         part = self._part
         if part.start is None:

@@ -527,3 +527,54 @@ async def test_live_reads_are_coalesced_and_close_reads_what_was_sent() -> None:
     assert [u.data[-1] for u in sink.audio()] == list(range(writes)), "every unit, in order"
     assert sink.ended == 1
     assert server._reads - reads_before < writes, "one read per encoder write: coalescing did not happen"
+
+
+class PartTimedSink(CollectingSink):
+    """A sink whose packager says when its next part is due (player.media.PartClock)."""
+
+    def __init__(self, name: str, seconds: float | None) -> None:
+        super().__init__(name, {})
+        self.seconds = seconds
+        self.asked = 0
+
+    def seconds_to_next_part(self) -> float | None:
+        self.asked += 1
+        return self.seconds
+
+
+@pytest.mark.parametrize("seconds", [0.5, None])
+async def test_live_reads_are_timed_by_the_packagers_next_part(seconds: float | None) -> None:
+    """With a part clock the listener pauses until the next part is due (here 0.5 s), not
+    READ_COALESCE; a clock that cannot tell (None) falls back to READ_COALESCE. No unit lost."""
+    sink = PartTimedSink("good", seconds)
+
+    async def authorize(app: str, stream_key: str) -> MediaSink | str:
+        return sink
+
+    writes = 60
+    server = RTMPListener(authorize, "127.0.0.1", 0, read_coalesce=0.1)
+    await server.start()
+    client = await ScriptedPublisher.open(server.port)
+    try:
+        await client.send(c0c1() + bytes(1536) + publish_preamble("good"))
+        assert (await client.read_until_status())["code"] == "NetStream.Publish.Start"
+        await client.send(rtmp_media(8, b"\xaf\x00\x12\x10", 0))  # AAC config
+        await wait_for(lambda: sink.configs)
+        reads_before = server._reads
+        started = asyncio.get_running_loop().time()
+        for i in range(writes):  # one write per unit, 20 ms apart: 1.2 s
+            await client.send(rtmp_media(8, b"\xaf\x01\x21\x00" + bytes([i]), 23 * (i + 1)))
+            await asyncio.sleep(0.02)
+        await wait_for(lambda: len(sink.audio()) == writes, timeout=5)
+        elapsed = asyncio.get_running_loop().time() - started
+        reads = server._reads - reads_before
+    finally:
+        await client.close()
+        await server.close()
+    assert [u.data[-1] for u in sink.audio()] == list(range(writes)), "every unit, in order"
+    assert sink.asked > 0
+    pause = 0.1 if seconds is None else seconds
+    # a pause of `pause` after each read: at most one read per pause (a busy machine only makes fewer)
+    assert reads <= elapsed / pause + 2, (reads, elapsed)
+    if seconds is not None:
+        assert reads < writes / 10

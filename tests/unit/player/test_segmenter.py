@@ -620,3 +620,39 @@ def test_random_sources_keep_the_invariants(
     events = segmenter.events()
     checker.check(events)
     assert isinstance(events[-1], Ended)
+
+
+@pytest.mark.parametrize(("gop", "bframes"), [(60, 0), (45, 2)])
+def test_seconds_to_next_part_is_the_time_to_the_unit_that_closes_the_part(gop: int, bframes: int) -> None:
+    """What the RTMP listener times its reads by: after each video unit, the media time to the
+    video unit whose arrival lets the next part out (a part boundary or a new segment)."""
+    v = video(frames=150, gop=gop, bframes=bframes)
+    a = audio(seconds=5.0)
+    segmenter = Segmenter(part_target=0.3, segment_target=2.0)
+    for config in (v.config, a.config):
+        segmenter.on_config(config)
+    assert segmenter.seconds_to_next_part() is None
+    video_seen: list[AccessUnit] = []
+    predicted: list[tuple[int, float | None]] = []  # (index among video units, seconds)
+    closers: list[int] = []  # video units whose arrival released a part
+    for unit in interleave(v.units, a.units):
+        segmenter.on_access_unit(unit)
+        released = any(isinstance(e, Part) for e in segmenter.events())
+        if unit.kind != "video":
+            continue
+        if released:
+            closers.append(len(video_seen))
+        video_seen.append(unit)
+        predicted.append((len(video_seen) - 1, segmenter.seconds_to_next_part()))
+    assert len(closers) > 10
+    checked = 0
+    second_gop = next(i for i, u in enumerate(v.units) if u.keyframe and i > 0)
+    for index, seconds in predicted[second_gop:]:  # the keyframe interval is known from the second GOP on
+        later = [c for c in closers if c > index]
+        if not later:
+            break
+        assert seconds is not None
+        expected = (v.units[later[0]].dts - v.units[index].dts) / TIMESCALE
+        assert seconds == pytest.approx(expected, abs=1e-9), (index, later[0])
+        checked += 1
+    assert checked > 60
