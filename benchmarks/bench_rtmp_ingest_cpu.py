@@ -162,12 +162,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"to both servers at once, {len(summary['reps'])} repetitions of {args.seconds:.0f} s; CPU = "
                 "utime+stime from /proc (ours: the server process; nginx: master + 1 worker). Ours packages "
                 "LL-HLS (CMAF parts kept in memory + 2 s fMP4 segments on disk); nginx-rtmp writes 2 s MPEG-TS "
-                "fragments only (no parts, no blocking playlist). Our RTMP listener reads a live publish at most "
-                "every 0.1 s (ingest.rtmp_listener.READ_COALESCE: fewer, bigger reads; at most 0.1 s more "
-                "latency); its per-message work alone, load-independent: `.venv/bin/python -m "
+                "fragments only (no parts, no blocking playlist). Our RTMP listener reads a live publish about once "
+                "per 0.3 s part: after a read it pauses until the unit that lets the packager publish its next "
+                "part should have arrived, + 12 ms (ingest.rtmp_listener.READ_COALESCE, player.media.PartClock; "
+                "was a fixed 0.1 s pause: 0.0077 CPU-s/s in this run's conditions); its per-message work alone, "
+                "load-independent: `.venv/bin/python -m "
                 "benchmarks.rtmp_ingest_replay [--callgrind]`. Idle CPU without a stream: ours "
                 f"{summary['idle_ours']:.4f}, nginx {summary['idle_nginx']:.4f} CPU-s/s; the ratio without it: "
-                f"{summary['net_ratio']:.2f}×. `--clip 360p` / `--clip 720p` measure other bit rates."
+                f"{summary['net_ratio']:.2f}× (the idle cost was 0.0060 before uvicorn's 10 Hz housekeeping tick "
+                "became 1 Hz, server/uvicorn_server.py, and libsrt's polling threads started only with the first "
+                "SRT caller, ingest/srt/listener.py). Other load on the machine per repetition: "
+                f"{', '.join(format(r['other'], '.2f') for r in summary['reps'])} cores. "
+                "`--clip 360p` / `--clip 720p` measure other bit rates."
             ),
         )
     return 0
