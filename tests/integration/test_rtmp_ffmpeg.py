@@ -499,14 +499,13 @@ async def test_connection_limit(authority: Authority, caplog: pytest.LogCaptureF
     assert any("connections already open" in r.getMessage() for r in caplog.records)
 
 
-async def test_live_reads_are_coalesced_and_close_reads_what_was_sent() -> None:
-    """A live publish is read in bigger, fewer reads (READ_COALESCE); no unit is lost to it, even at close."""
-    sink = CollectingSink("good", {})
+@contextlib.asynccontextmanager
+async def live_publish(sink: CollectingSink) -> AsyncIterator[tuple[RTMPListener, ScriptedPublisher]]:
+    """A listener (READ_COALESCE 0.1 s) whose publish "good" is live into ``sink``, its AAC config sent."""
 
     async def authorize(app: str, stream_key: str) -> MediaSink | str:
         return sink
 
-    writes = 20
     server = RTMPListener(authorize, "127.0.0.1", 0, read_coalesce=0.1)
     await server.start()
     client = await ScriptedPublisher.open(server.port)
@@ -515,14 +514,22 @@ async def test_live_reads_are_coalesced_and_close_reads_what_was_sent() -> None:
         assert (await client.read_until_status())["code"] == "NetStream.Publish.Start"
         await client.send(rtmp_media(8, b"\xaf\x00\x12\x10", 0))  # AAC config
         await wait_for(lambda: sink.configs)
+        yield server, client
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_live_reads_are_coalesced_and_close_reads_what_was_sent() -> None:
+    """A live publish is read in bigger, fewer reads (READ_COALESCE); no unit is lost to it, even at close."""
+    sink = CollectingSink("good", {})
+    writes = 20
+    async with live_publish(sink) as (server, client):
         reads_before = server._reads
         for i in range(writes):  # one write per unit, 5 ms apart: about 100 ms of media
             await client.send(rtmp_media(8, b"\xaf\x01\x21\x00" + bytes([i]), 23 * (i + 1)))
             await asyncio.sleep(0.005)
         # the last writes sit in the socket during a coalescing pause: close() must read them first
-        await server.close()
-    finally:
-        await client.close()
         await server.close()
     assert [u.data[-1] for u in sink.audio()] == list(range(writes)), "every unit, in order"
     assert sink.ended == 1
@@ -547,19 +554,8 @@ async def test_live_reads_are_timed_by_the_packagers_next_part(seconds: float | 
     """With a part clock the listener pauses until the next part is due (here 0.5 s), not
     READ_COALESCE; a clock that cannot tell (None) falls back to READ_COALESCE. No unit lost."""
     sink = PartTimedSink("good", seconds)
-
-    async def authorize(app: str, stream_key: str) -> MediaSink | str:
-        return sink
-
     writes = 60
-    server = RTMPListener(authorize, "127.0.0.1", 0, read_coalesce=0.1)
-    await server.start()
-    client = await ScriptedPublisher.open(server.port)
-    try:
-        await client.send(c0c1() + bytes(1536) + publish_preamble("good"))
-        assert (await client.read_until_status())["code"] == "NetStream.Publish.Start"
-        await client.send(rtmp_media(8, b"\xaf\x00\x12\x10", 0))  # AAC config
-        await wait_for(lambda: sink.configs)
+    async with live_publish(sink) as (server, client):
         reads_before = server._reads
         started = asyncio.get_running_loop().time()
         for i in range(writes):  # one write per unit, 20 ms apart: 1.2 s
@@ -568,9 +564,6 @@ async def test_live_reads_are_timed_by_the_packagers_next_part(seconds: float | 
         await wait_for(lambda: len(sink.audio()) == writes, timeout=5)
         elapsed = asyncio.get_running_loop().time() - started
         reads = server._reads - reads_before
-    finally:
-        await client.close()
-        await server.close()
     assert [u.data[-1] for u in sink.audio()] == list(range(writes)), "every unit, in order"
     assert sink.asked > 0
     pause = 0.1 if seconds is None else seconds

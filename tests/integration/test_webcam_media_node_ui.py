@@ -8,9 +8,13 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import LiveServer
-from tests.integration.test_webcam_room import WAIT_MS, webcam_world
+from tests.integration.test_webcam_room import (
+    WAIT_MS,
+    open_speak_page,
+    run_connection_check,
+    webcam_world,
+)
 from tests.support.browser import Chromium, chromium_available
-from tests.world import PASSWORD
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser,
               pytest.mark.skipif(not chromium_available(), reason="Debian's chromium is needed")]
@@ -23,19 +27,9 @@ CHROMIUM_FAKE_MEDIA = True
 async def test_speaker_page_on_a_node_without_webcam_media_says_why(live: LiveServer, chromium: Chromium) -> None:
     world, _ = await webcam_world(live)
     wid = world.a.webinar.id
-    page = await chromium.new_page()
-    page.set_default_timeout(WAIT_MS)
-    await page.goto(f"{live.url}/w/{wid}/speak?lang=en")
-    await page.locator("input[name=email]").fill(world.a.speaker.email)
-    await page.locator("input[name=password]").fill(PASSWORD)
-    await page.locator("form.card button[type=submit]").click()
-    await page.wait_for_url(f"**/w/{wid}/speak", timeout=WAIT_MS)
-    await page.wait_for_function("window.webinarSpeak && window.webinarSpeak.stream !== null", timeout=WAIT_MS)
+    page, _ = await open_speak_page(chromium, live, wid, world.a.speaker)
 
-    await page.locator("#speak-check").click()
-    await page.wait_for_function("window.webinarSpeak.preflight && window.webinarSpeak.preflight.verdict",
-                                 timeout=WAIT_MS)
-    assert await page.evaluate("window.webinarSpeak.preflight.verdict") == "failed"
+    assert (await run_connection_check(page))["verdict"] == "failed"
     assert "WEBINAR_ENABLE_WEBCAM=0" in (await page.text_content("#speak-check-result") or "")
 
     await page.locator("#speak-join").click()

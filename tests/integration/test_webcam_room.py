@@ -89,8 +89,8 @@ async def webcam_world(live: LiveServer, extra_speakers: int = 0) -> tuple[World
     return world, speakers
 
 
-async def speaker_page(chromium: Chromium, live: LiveServer, wid: uuid.UUID, user: Any) -> tuple[Page, PageErrors]:
-    """Log in on the speaker page, run the connection check, join backstage."""
+async def open_speak_page(chromium: Chromium, live: LiveServer, wid: uuid.UUID, user: Any) -> tuple[Page, PageErrors]:
+    """Log in on the speaker page and wait for its camera preview."""
     page = await chromium.new_page()
     page.set_default_timeout(WAIT_MS)
     errors = watch_errors(page)
@@ -101,10 +101,21 @@ async def speaker_page(chromium: Chromium, live: LiveServer, wid: uuid.UUID, use
     await page.locator("form.card button[type=submit]").click()
     await page.wait_for_url(f"**/w/{wid}/speak", timeout=WAIT_MS)
     await page.wait_for_function("window.webinarSpeak && window.webinarSpeak.stream !== null", timeout=WAIT_MS)
+    return page, errors
+
+
+async def run_connection_check(page: Page) -> dict[str, Any]:
+    """Press the speaker page's connection check; its result once it has a verdict."""
     await page.locator("#speak-check").click()
     await page.wait_for_function("window.webinarSpeak.preflight && window.webinarSpeak.preflight.verdict",
                                  timeout=WAIT_MS)
-    preflight = await page.evaluate("window.webinarSpeak.preflight")
+    return dict(await page.evaluate("window.webinarSpeak.preflight"))
+
+
+async def speaker_page(chromium: Chromium, live: LiveServer, wid: uuid.UUID, user: Any) -> tuple[Page, PageErrors]:
+    """Log in on the speaker page, run the connection check, join backstage."""
+    page, errors = await open_speak_page(chromium, live, wid, user)
+    preflight = await run_connection_check(page)
     # Loopback is far above 3.5 Mbps, but a busy shared machine can make the timed POST slow: not refused.
     assert preflight["verdict"] in ("ok", "warn"), preflight
     await page.locator("#speak-join").click()
