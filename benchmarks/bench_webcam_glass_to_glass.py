@@ -52,13 +52,12 @@ from benchmarks.g2g import (
 )
 from benchmarks.harness import (
     Bench,
-    Row,
-    command_line,
+    add_common_options,
     log,
     machine_busy_seconds,
     median,
     set_nice,
-    update_results,
+    write_metric,
 )
 
 MODULE = "benchmarks.bench_webcam_glass_to_glass"
@@ -208,12 +207,11 @@ async def run(args: argparse.Namespace) -> tuple[list[LatencySummary], dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a shorter window")
-    parser.add_argument("--write", action="store_true", help="write the row of benchmarks/RESULTS.md")
+    add_common_options(parser, quick="a shorter window", write="write the row of benchmarks/RESULTS.md",
+                       wait_quiet=False)
     parser.add_argument("--seconds", type=float, default=0.0, help="seconds per measured window (default 30, quick 15)")
     parser.add_argument("--windows", type=int, default=0, help="measured windows (default 3, quick 2)")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds of play before measuring")
-    parser.add_argument("--nice", type=int, default=0, help="niceness (root)")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (15.0 if args.quick else 30.0)
@@ -228,10 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"webcam glass-to-glass: median over {len(windows)} windows of p95 {p95:.3f} s, of p50 {p50:.3f} s "
           f"(p95s {', '.join(f'{w.p95:.3f}' for w in windows)}); probe counters {counts}; machine busy {busy:.2f} cores")
     if args.write:
-        command = command_line(MODULE, argv)
-        update_results([Row(METRIC, f"{p95:.3f} (p50 {p50:.3f})", "seed 15-30 s (R-ROOM-6)",
-                            f"{p95 / 15:.3f} of 15 s", "p95 <= 2 s", command)],
-                       notes={METRIC: (
+        write_metric(METRIC, ours=f"{p95:.3f} (p50 {p50:.3f})", peer="seed 15-30 s (R-ROOM-6)",
+                     ratio=f"{p95 / 15:.3f} of 15 s", target="p95 <= 2 s", module=MODULE, argv=argv, note=(
                            f"aiortc speaker (640x360 30 fps, capture time as the g2g barcode) -> webinar serve "
                            f"(WebRTC, compositor, one libx264 program encode, LL-HLS) -> Chromium viewer page /w/{{id}} "
                            f"(hls.js low-latency) read by benchmarks/g2g_probe.js; {frames} frames in {len(windows)} "
@@ -239,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                            f"windows' p95 (p95s {', '.join(f'{w.p95:.2f}' for w in windows)} s), "
                            f"{counts.get('stalls', 0)} player stall(s) after the warm-up; no peer process (the seed "
                            f"figure is quoted); machine busy with {busy:.2f} of 2 cores during the window, this "
-                           f"benchmark included. {STALL_CAUSE}")})
+                           f"benchmark included. {STALL_CAUSE}"))
         log("benchmarks/RESULTS.md updated")
     return 0
 
