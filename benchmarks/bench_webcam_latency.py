@@ -27,6 +27,7 @@ import fractions
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import av
@@ -146,6 +147,18 @@ async def flashes(camera: FlashCamera, watcher: Watcher, count: int, interval: f
     return latencies
 
 
+async def flashes_then_close(camera: FlashCamera, watcher: Watcher, count: int, interval: float,
+                             tasks: list[asyncio.Task[None]], closers: list[Callable[[], Awaitable[Any]]]) -> list[float]:
+    """:func:`flashes`, then (also when it fails) cancel ``tasks`` and await each closer in turn."""
+    try:
+        return await flashes(camera, watcher, count, interval)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for close in closers:
+            await close()
+
+
 async def through_our_room(count: int, interval: float) -> list[float]:
     from rooms.participants import Participant
     from rooms.webcam.room import WebcamRooms
@@ -176,14 +189,7 @@ async def through_our_room(count: int, interval: float) -> list[float]:
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         people.append(person)
     room.stage.go_on(people[0].id)
-    try:
-        return await flashes(camera, watcher, count, interval)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await a.close()
-        await b.close()
-        await room.close()
+    return await flashes_then_close(camera, watcher, count, interval, tasks, [a.close, b.close, room.close])
 
 
 async def direct_call(count: int, interval: float) -> list[float]:
@@ -197,13 +203,7 @@ async def direct_call(count: int, interval: float) -> list[float]:
         transceiver.direction = "recvonly"
     await b.setLocalDescription(await b.createAnswer())
     await a.setRemoteDescription(b.localDescription)
-    try:
-        return await flashes(camera, watcher, count, interval)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await a.close()
-        await b.close()
+    return await flashes_then_close(camera, watcher, count, interval, tasks, [a.close, b.close])
 
 
 def main(argv: list[str] | None = None) -> int:
