@@ -13,8 +13,16 @@ Units and precision
     Every duration is in **seconds** (``float`` in, ``float`` out). Durations
     are kept internally as integers of 10 µs (:data:`UNITS_PER_SECOND`), the
     precision they are written with: 5 decimals (``#EXTINF:2.00000,``). A
-    segment's ``EXTINF`` is the exact sum of its parts' rounded durations, so
-    a playlist never disagrees with itself.
+    segment's ``EXTINF`` is the exact sum of its parts' listed durations, so
+    a playlist never disagrees with itself. Within a segment, part ends are
+    placed on that grid counted from the segment's start and rounded *down*
+    (a part lists the difference of its rounded end and start): the listed
+    durations never add up to more media than the segment holds, by less than
+    10 µs. hls.js takes a segment's end as its start + ``EXTINF`` and, when its
+    buffered end falls short of that, loads that segment again instead of the
+    next one (a 2-4 s stall, measured: benchmarks/RESULTS.md,
+    webcam_glass_to_glass_p95_s); 30 fps on a 90 kHz clock gives 0.2666... s
+    parts, which rounded to nearest announced 2.00002 s segments.
 
 Choices made here (and why)
     - The program date-time of a segment is the wall-clock time of its first
@@ -69,7 +77,11 @@ __all__ = [
 ]
 
 UNITS_PER_SECOND = 100_000
-"""Internal duration unit: 10 µs. Durations are rounded to this on input."""
+"""Internal duration unit: 10 µs. Durations are rounded to this on input (part
+durations: their ends within the segment, rounded down; see the module docstring)."""
+_FLOOR_TOLERANCE = 1e-6
+"""Units a part end may fall short of a grid line by float error and still be on it
+(10 ps: a 0.3 s part given as 0.29999999999999999 lists 0.30000)."""
 
 DECIMALS = 5
 """Decimals written for every duration in a playlist (matches the unit)."""
@@ -271,6 +283,7 @@ class _Segment:
     program_date_time: datetime | None = None
     text: str = ""  # its lines when listed without parts after its predecessor
     units: int = 0  # sum of its parts' units, kept as parts are added
+    seconds: float = 0.0  # sum of its parts' durations as given (the media they hold)
 
 
 def _to_units(seconds: float, what: str) -> int:
@@ -481,18 +494,21 @@ class MediaPlaylist:
         :meth:`end` or for a bad duration.
         """
         self._check_live()
-        units = _to_units(duration, "part duration")
+        _to_units(duration, "part duration")  # checks it
+        seg = self._open
+        end = seg.seconds + duration
+        units = max(1, math.floor(end * UNITS_PER_SECOND + _FLOOR_TOLERANCE) - seg.units)
         if units > self._part_target:
             raise PlaylistError(
                 f"part duration {_fmt(units)} s exceeds the part target {_fmt(self._part_target)} s"
             )
-        seg = self._open
         if not seg.parts:
             seg.init_gen = self._init_gen
             seg.discontinuity = self._pending_discontinuity
         part = _Part(len(seg.parts), self._naming.part_uri(seg.msn, len(seg.parts)), units, bool(independent))
         seg.parts.append(part)
         seg.units += units
+        seg.seconds = end
         self._pending_discontinuity = False
         self._published_any = True
         self._changed()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from fractions import Fraction
 
 import m3u8
 import pytest
@@ -763,3 +764,29 @@ def test_any_operation_sequence_renders_a_consistent_playlist(
             ends = [round(sum(s.duration for s in model[: i + 1]) * 100_000) for i in range(len(model))]
             assert end_units - ends[skipped - 1] > boundary
             assert end_units - ends[skipped] <= boundary
+
+
+@pytest.mark.parametrize("ticks", [3000, 3003])  # 30 fps and 29.97 fps frames on a 90 kHz clock
+def test_listed_durations_never_exceed_the_media_a_segment_holds(ticks: int) -> None:
+    """Parts of 8 frames last 0.2666... s (or 0.26693... s): rounded to the nearest 10 µs each, a
+    2 s segment was announced as 2.00002 s, past the media it holds, and hls.js then reloads
+    that segment instead of the next one. Part ends are rounded down from the segment start."""
+    p = MediaPlaylist(part_target=0.3, segment_target=2.0)
+    exact_segments: list[Fraction] = []
+    for _ in range(5):
+        exact = Fraction(0)
+        for _ in range(8):  # 64 frames: about 2.13 s
+            duration = Fraction(8 * ticks, 90_000)
+            p.add_part(float(duration), False)
+            exact += duration
+        p.finish_segment()
+        exact_segments.append(exact)
+    listed = parse(p.render())
+    with_parts = 0
+    for segment, exact in zip(listed.segments, exact_segments, strict=True):
+        extinf = Fraction(str(segment.duration))
+        assert exact - Fraction(1, 100_000) < extinf <= exact  # never more than the media, by < 10 µs
+        if segment.parts:  # the recent segments are listed with their parts too
+            with_parts += 1
+            assert sum(Fraction(str(part.duration)) for part in segment.parts) == extinf  # it agrees with itself
+    assert with_parts >= 1
